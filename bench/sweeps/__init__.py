@@ -1,0 +1,31 @@
+"""Sweeps: one module per question, named after the question.
+
+Each sweep module defines:
+- ``NAME``: the name used on the command line and stored in every row's ``sweep`` column;
+- ``Config``: a frozen dataclass (typed fields, defaults) with an optional ``validate()`` raising ``ConfigError``;
+- ``PROFILES``: ``{"quick": Config(...), "full": Config(...)}``;
+- ``cases(cfg) -> Iterator[Case]``: the points to measure, in the order to run them;
+- ``execute(case) -> dict``: measures one case inside the isolated worker and returns its metrics (SI units).
+  Raise ``NotImplementedError`` for an unsupported combination; an out-of-memory error propagates as is.
+- optionally ``summarize(df) -> DataFrame``: the one-screen table printed at the end of a run.
+
+The registry below is explicit: add one line per new sweep.
+"""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from bench.config import ConfigError
+
+SWEEPS: dict[str, str] = {}
+
+
+def get(name: str) -> ModuleType:
+    if name not in SWEEPS:
+        raise ConfigError(f"unknown sweep {name!r}; known: {', '.join(sorted(SWEEPS)) or 'none'}")
+    return importlib.import_module(SWEEPS[name])
+
+
+def names() -> list[str]:
+    return sorted(SWEEPS)

@@ -1,0 +1,240 @@
+"""The one interface every attention mechanism implements, the registry, and exact reference attention.
+
+Dims everywhere: B batch, H heads, T sequence length, D head dim, r rank / features / landmarks.
+
+A variant is a class ``FooAttention(Attention)`` with a class attribute ``spec: AttentionSpec``, decorated with
+``@register``. Construction is ``(d_head=, n_heads=, causal=, max_seq_len=, **params)``; ``params`` are checked
+against ``spec.default_params`` (an unknown key raises ``TypeError``; a bad value ``ValueError``; an unsupported
+combination ``NotImplementedError``). ``forward(q, k, v, key_valid=None)`` validates its inputs here, once, and
+then calls the subclass's ``_attend``.
+
+Conventions shared by every variant:
+- ``key_valid`` is (B, T) bool, True for real tokens. Padded keys get zero weight. The output at a query that
+  sees no valid key at all is unspecified but finite (``reference_attention`` gives zeros there).
+- Causal means query i sees keys j <= i.
+- ``spec.flops`` counts matrix-multiply FLOPs (2·m·k·n per matmul) exactly as
+  ``torch.utils.flop_counter.FlopCounterMode`` does on the variant's math path; element-wise work (softmax, exp)
+  is not counted, by FlopCounterMode or by us.
+- ``spec.memory_bytes`` is the analytic peak of the forward's intermediates (beyond q, k, v and the output),
+  in bytes, for the given element size.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Callable, ClassVar, Mapping
+
+import torch
+from torch import Tensor, nn
+
+FAMILIES = ("full", "linear", "sparse", "low_rank")
+
+
+class UnknownVariantError(LookupError):
+    """Raised by ``variants.get`` for a name that is not registered."""
+
+
+@dataclass(frozen=True)
+class Paper:
+    title: str
+    year: int
+    arxiv: str
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.year}, arXiv:{self.arxiv})"
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """What a variant declares about itself; used by the tests, `list`, the report and the regression gate.
+
+    ``time_exponent`` / ``memory_exponent`` are the declared growth in T (2 for quadratic, 1 for linear) that
+    measured exponents are checked against. ``flops(B, H, T, D, causal=False, **params)`` and
+    ``memory_bytes(B, H, T, D, causal=False, elem_bytes=4, **params)`` take the variant's params by name.
+    ``fixed_length``: the variant owns parameters sized by ``max_seq_len`` and rejects T > max_seq_len.
+    """
+
+    name: str
+    family: str
+    time_complexity: str
+    memory_complexity: str
+    exact: bool
+    supports_causal: bool
+    supports_key_valid: bool
+    flops: Callable[..., int]
+    memory_bytes: Callable[..., int]
+    paper: Paper | None = None
+    default_params: Mapping[str, Any] = field(default_factory=dict)
+    time_exponent: float = 2.0
+    memory_exponent: float = 2.0
+    fixed_length: bool = False
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"spec {self.name!r}: family {self.family!r} not in {FAMILIES}")
+        if not self.name.startswith(self.family + "_"):
+            raise ValueError(f"spec {self.name!r}: registry names are '<family>_<method>'")
+        object.__setattr__(self, "default_params", MappingProxyType(dict(self.default_params)))
+
+    def resolve_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with ``params``; unknown keys raise a one-line TypeError."""
+        unknown = sorted(set(params) - set(self.default_params))
+        if unknown:
+            known = ", ".join(sorted(self.default_params)) or "none"
+            raise TypeError(f"{self.name}: unknown parameter(s) {', '.join(unknown)}; known: {known}")
+        return {**self.default_params, **params}
+
+
+_REGISTRY: dict[str, type["Attention"]] = {}
+
+
+def register(cls: type["Attention"]) -> type["Attention"]:
+    """Class decorator: add a variant to the registry under ``cls.spec.name``. Duplicate names raise."""
+    spec = getattr(cls, "spec", None)
+    if not isinstance(spec, AttentionSpec):
+        raise TypeError(f"{cls.__name__} needs a class attribute `spec: AttentionSpec` to be registered")
+    if spec.name in _REGISTRY:
+        raise ValueError(f"variant {spec.name!r} is already registered (by {_REGISTRY[spec.name].__name__})")
+    _REGISTRY[spec.name] = cls
+    return cls
+
+
+def unregister(name: str) -> None:
+    """Remove a variant (tests register throw-away variants and take them out again)."""
+    _REGISTRY.pop(name, None)
+
+
+def get(name: str) -> type["Attention"]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownVariantError(
+            f"unknown variant {name!r}; known: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def names(family: str | None = None) -> list[str]:
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
+    return sorted(n for n, c in _REGISTRY.items() if family is None or c.spec.family == family)
+
+
+def specs() -> list[AttentionSpec]:
+    return [_REGISTRY[n].spec for n in names()]
+
+
+def create(name: str, **kwargs: Any) -> "Attention":
+    """``get(name)(**kwargs)``: build a registered variant by name."""
+    return get(name)(**kwargs)
+
+
+class Attention(nn.Module):
+    """Base class: validates construction and inputs; subclasses implement ``_attend``."""
+
+    spec: ClassVar[AttentionSpec]
+
+    def __init__(self, *, d_head: int, n_heads: int, causal: bool = False, max_seq_len: int, **params: Any):
+        super().__init__()
+        self.params = self.spec.resolve_params(params)
+        for label, value in (("d_head", d_head), ("n_heads", n_heads), ("max_seq_len", max_seq_len)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{self.spec.name}: {label} must be a positive int, got {value!r}")
+        if causal and not self.spec.supports_causal:
+            raise NotImplementedError(f"{self.spec.name} does not support causal attention")
+        self.d_head, self.n_heads, self.causal, self.max_seq_len = d_head, n_heads, bool(causal), max_seq_len
+
+    def extra_repr(self) -> str:
+        params = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"d_head={self.d_head}, n_heads={self.n_heads}, causal={self.causal}" + (f", {params}" if params else "")
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, key_valid: Tensor | None = None) -> Tensor:
+        check_inputs(self, q, k, v, key_valid)
+        return self._attend(q, k, v, key_valid)
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, key_valid: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def flops(self, B: int, T: int) -> int:
+        return int(self.spec.flops(B, self.n_heads, T, self.d_head, causal=self.causal, **self.params))
+
+    def memory_bytes(self, B: int, T: int, elem_bytes: int = 4) -> int:
+        return int(self.spec.memory_bytes(B, self.n_heads, T, self.d_head, causal=self.causal,
+                                          elem_bytes=elem_bytes, **self.params))
+
+
+def check_inputs(attn: Attention, q: Tensor, k: Tensor, v: Tensor, key_valid: Tensor | None) -> None:
+    """One-line errors for every input a user can get wrong."""
+    name = attn.spec.name
+    if q.dim() != 4:
+        raise ValueError(f"{name}: q must be (B, H, T, D), got shape {tuple(q.shape)}")
+    if q.shape != k.shape or q.shape != v.shape:
+        raise ValueError(f"{name}: q, k, v shapes differ: {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if q.dtype != k.dtype or q.dtype != v.dtype:
+        raise TypeError(f"{name}: q, k, v dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"{name}: q, k, v are on different devices")
+    B, H, T, D = q.shape
+    if H != attn.n_heads or D != attn.d_head:
+        raise ValueError(f"{name}: built for H={attn.n_heads}, D={attn.d_head}, got H={H}, D={D}")
+    if T < 1:
+        raise ValueError(f"{name}: sequence length T must be >= 1, got {T}")
+    if attn.spec.fixed_length and T > attn.max_seq_len:
+        raise ValueError(f"{name}: T={T} exceeds max_seq_len={attn.max_seq_len} (fixed-length variant)")
+    if key_valid is not None:
+        if not attn.spec.supports_key_valid:
+            raise NotImplementedError(f"{name} does not support key_valid (padding masks)")
+        if key_valid.shape != (B, T):
+            raise ValueError(f"{name}: key_valid must be (B, T) = {(B, T)}, got {tuple(key_valid.shape)}")
+        if key_valid.dtype != torch.bool:
+            raise TypeError(f"{name}: key_valid must be torch.bool, got {key_valid.dtype}")
+
+
+def check_positive(name: str, **values: int) -> None:
+    """Validate budget params (window, rank, landmarks, features ...): positive ints, one-line error."""
+    for label, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name}: {label} must be an int >= 1, got {value!r}")
+
+
+# ---------------------------------------------------------------------------------------------- mask helpers
+
+def causal_mask(T_q: int, T_k: int, device: torch.device | None = None, offset: int = 0) -> Tensor:
+    """(T_q, T_k) bool, True where query i (at absolute position i + offset) may see key j."""
+    i = torch.arange(T_q, device=device)[:, None] + offset
+    j = torch.arange(T_k, device=device)[None, :]
+    return j <= i
+
+
+def combine_masks(T: int, causal: bool, key_valid: Tensor | None, device: torch.device) -> Tensor | None:
+    """Boolean allow-mask broadcastable to (B, H, T, T), or None when nothing is masked."""
+    mask = causal_mask(T, T, device) if causal else None
+    if key_valid is not None:
+        kv = key_valid[:, None, None, :]  # (B, T) -> (B, 1, 1, T)
+        mask = kv if mask is None else mask & kv
+    return mask
+
+
+def masked_softmax_av(scores: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    """softmax(scores) · v with a boolean allow-mask; rows with nothing allowed give zeros (not NaN)."""
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    m = scores.amax(dim=-1, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    p = torch.exp(scores - m)
+    denom = p.sum(dim=-1, keepdim=True)
+    p = p / torch.where(denom > 0, denom, torch.ones_like(denom))
+    return p @ v
+
+
+def reference_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False,
+                        key_valid: Tensor | None = None, dtype: torch.dtype = torch.float64) -> Tensor:
+    """Exact softmax attention computed naively in ``dtype`` (float64 by default); returns q's dtype.
+
+    Every test compares against this. Fully masked rows give zeros.
+    """
+    qd, kd, vd = (x.to(dtype) for x in (q, k, v))
+    scores = qd @ kd.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, H, T, D) -> (B, H, T, T)
+    out = masked_softmax_av(scores, vd, combine_masks(q.shape[-2], causal, key_valid, q.device))
+    return out.to(q.dtype)
+
