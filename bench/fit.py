@@ -1,0 +1,134 @@
+"""Fitted numbers with confidence intervals: complexity exponents, crossovers, power-law learning curves.
+
+All fits are deterministic given their ``seed`` (the bootstrap's generator), so the regression gate can compare
+them exactly when the inputs are identical.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with a bootstrap confidence interval (``level``, default 95%)."""
+
+    value: float
+    lo: float
+    hi: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.value:.2f} [{self.lo:.2f}, {self.hi:.2f}]"
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def loglog_exponent(T, y, top: int = 4, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> Estimate:
+    """Exponent k of y ∝ T^k from a log-log least-squares slope over the ``top`` largest distinct T.
+
+    The CI comes from a pairs bootstrap over the points used (repeats at one T are separate points); resamples
+    with fewer than two distinct T are redrawn. With too few points the CI is the point itself (n says so).
+    """
+    T, y = np.asarray(T, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(y) & (y > 0) & (T > 0)
+    T, y = T[keep], y[keep]
+    distinct = np.unique(T)
+    if len(distinct) < 2:
+        raise ValueError(f"need at least two distinct T to fit an exponent, got {len(distinct)}")
+    chosen = np.isin(T, distinct[-top:])
+    x, z = np.log(T[chosen]), np.log(y[chosen])
+    k = _slope(x, z)
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(x), len(x))
+        if len(np.unique(x[idx])) < 2:
+            continue
+        boots.append(_slope(x[idx], z[idx]))
+    if not boots:
+        return Estimate(k, k, k, int(len(x)))
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(boots, [alpha, 1 - alpha])
+    return Estimate(k, float(lo), float(hi), int(len(x)))
+
+
+def crossover(T, t_variant, t_reference) -> float | None:
+    """The T above which the variant stays faster than the reference, interpolated in log-log.
+
+    Returns the smallest measured T if the variant is faster everywhere, None if it is not faster at the largest
+    measured T (no crossover within the range).
+    """
+    T = np.asarray(T, dtype=float)
+    order = np.argsort(T)
+    T = T[order]
+    ratio = np.log(np.asarray(t_variant, dtype=float)[order] / np.asarray(t_reference, dtype=float)[order])
+    if ratio[-1] >= 0:
+        return None
+    i = len(T) - 1
+    while i > 0 and ratio[i - 1] < 0:
+        i -= 1
+    if i == 0:
+        return float(T[0])
+    x0, x1 = np.log(T[i - 1]), np.log(T[i])
+    r0, r1 = ratio[i - 1], ratio[i]
+    return float(np.exp(x0 + (x1 - x0) * r0 / (r0 - r1)))
+
+
+@dataclass(frozen=True)
+class PowerLaw:
+    """error(D) = a·D^(−alpha) + c, with bootstrap CIs for alpha and c."""
+
+    a: float
+    alpha: Estimate
+    c: Estimate
+
+    def predict(self, D) -> np.ndarray:
+        return self.a * np.asarray(D, dtype=float) ** (-self.alpha.value) + self.c.value
+
+    def data_for(self, target_error: float) -> float | None:
+        """Training-set size at which the fitted curve reaches ``target_error`` (None if never: c ≥ target)."""
+        if target_error <= self.c.value or self.a <= 0 or self.alpha.value <= 0:
+            return None
+        return float(((target_error - self.c.value) / self.a) ** (-1.0 / self.alpha.value))
+
+
+def _fit_power_law_once(D: np.ndarray, err: np.ndarray, n_grid: int = 200) -> tuple[float, float, float]:
+    """Least squares over a grid of the floor c in [0, min(err)); for each c, a and alpha are a log-log line."""
+    best = (np.inf, 0.0, 0.0, 0.0)
+    top = float(np.min(err))
+    logD = np.log(D)
+    for c in np.linspace(0.0, top, n_grid, endpoint=False):
+        resid = err - c
+        if np.any(resid <= 0):
+            continue
+        slope, intercept = np.polyfit(logD, np.log(resid), 1)
+        pred = np.exp(intercept) * D ** slope + c
+        sse = float(np.sum((pred - err) ** 2))
+        if sse < best[0]:
+            best = (sse, float(np.exp(intercept)), float(-slope), float(c))
+    return best[1], best[2], best[3]
+
+
+def fit_power_law(D, err, n_boot: int = 300, level: float = 0.95, seed: int = 0) -> PowerLaw:
+    """Fit error(D) = a·D^(−alpha) + c; points may repeat D (one per seed). Pairs bootstrap for the CIs."""
+    D, err = np.asarray(D, dtype=float), np.asarray(err, dtype=float)
+    if len(np.unique(D)) < 3:
+        raise ValueError("need at least three distinct training-set sizes to fit a power law")
+    a, alpha, c = _fit_power_law_once(D, err)
+    rng = np.random.default_rng(seed)
+    alphas, cs = [], []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(D), len(D))
+        if len(np.unique(D[idx])) < 3:
+            continue
+        _, al, cc = _fit_power_law_once(D[idx], err[idx], n_grid=60)
+        alphas.append(al)
+        cs.append(cc)
+    q = [(1 - level) / 2, 1 - (1 - level) / 2]
+    a_lo, a_hi = np.quantile(alphas, q) if alphas else (alpha, alpha)
+    c_lo, c_hi = np.quantile(cs, q) if cs else (c, c)
+    return PowerLaw(a, Estimate(alpha, float(a_lo), float(a_hi), len(D)), Estimate(c, float(c_lo), float(c_hi), len(D)))

@@ -1,0 +1,162 @@
+"""Time, FLOPs and the machine's GEMM peak for one attention case; the same calls serve the CLI sweeps and asv.
+
+- Time: ``torch.utils.benchmark.Timer`` with explicit ``num_threads``; one timed first call (cold: page faults,
+  lazy init) kept beside the steady state from ``blocked_autorange`` (median, IQR, repeats). The Timer
+  synchronises CUDA itself.
+- FLOPs: ``FlopCounterMode`` on the math path (it counts 0 for the fused CPU SDPA kernel), beside the spec's
+  analytic count.
+- Peak memory is measured by ``bench.isolate`` inside the worker child (never in the sweep's own process).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.utils.benchmark as tbench
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+import variants
+from variants.model import ModelConfig, Transformer
+
+PHASES = ("forward", "forward_backward", "train_step")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One attention problem: batch, heads, length, head dim, dtype name, device, causal."""
+
+    B: int
+    H: int
+    T: int
+    D: int
+    dtype: str = "float32"
+    device: str = "cpu"
+    causal: bool = False
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+
+def resolve_device(name: str) -> torch.device:
+    """'cpu' | 'cuda' | 'cuda:N'; asking for CUDA without a GPU is a one-line error."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but torch.cuda.is_available() is False")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ValueError(f"unknown device {name!r}; use cpu or cuda")
+    return torch.device(name)
+
+
+def build_attention(name: str, shape: Shape, params: dict[str, Any] | None = None) -> variants.Attention:
+    torch.manual_seed(0)
+    attn = variants.create(name, d_head=shape.D, n_heads=shape.H, causal=shape.causal,
+                           max_seq_len=shape.T, **(params or {}))
+    return attn.to(device=resolve_device(shape.device), dtype=shape.torch_dtype)
+
+
+def make_qkv(shape: Shape, seed: int = 0, requires_grad: bool = False) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    dev = resolve_device(shape.device)
+    return [torch.randn(shape.B, shape.H, shape.T, shape.D, generator=g).to(dev, shape.torch_dtype)
+            .requires_grad_(requires_grad) for _ in range(3)]
+
+
+def phase_callable(name: str, shape: Shape, phase: str, params: dict[str, Any] | None = None,
+                   seed: int = 0) -> Callable[[], Any]:
+    """A zero-argument function that runs one phase of one case; inputs are built here, outside the timing."""
+    if phase == "forward":
+        attn = build_attention(name, shape, params)
+        q, k, v = make_qkv(shape, seed)
+
+        def forward() -> Any:
+            with torch.inference_mode():
+                return attn(q, k, v)
+        return forward
+    if phase == "forward_backward":
+        attn = build_attention(name, shape, params)
+        q, k, v = make_qkv(shape, seed, requires_grad=True)
+
+        def forward_backward() -> None:
+            attn(q, k, v).sum().backward()
+            for t in (q, k, v):
+                t.grad = None
+        return forward_backward
+    if phase == "train_step":
+        return train_step_callable(name, shape, params, seed)
+    raise ValueError(f"unknown phase {phase!r}; known: {', '.join(PHASES)}")
+
+
+def train_step_callable(name: str, shape: Shape, params: dict[str, Any] | None, seed: int,
+                        vocab: int = 256) -> Callable[[], None]:
+    """One AdamW step of the small model (d_model = H·D, 2 layers) on random tokens of length T."""
+    torch.manual_seed(seed)
+    dev = resolve_device(shape.device)
+    cfg = ModelConfig(vocab_size=vocab, max_seq_len=shape.T, attention=name, attention_params=dict(params or {}),
+                      d_model=shape.H * shape.D, n_heads=shape.H, n_layers=2, causal=shape.causal)
+    model = Transformer(cfg).to(dev, shape.torch_dtype)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    tokens = torch.randint(0, vocab, (shape.B, shape.T), device=dev)
+    targets = torch.randint(0, vocab, (shape.B, shape.T), device=dev)
+
+    def train_step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(tokens).flatten(0, 1).float(), targets.flatten())
+        loss.backward()
+        opt.step()
+    return train_step
+
+
+def time_callable(fn: Callable[[], Any], threads: int, min_run_time: float = 0.2) -> dict[str, float]:
+    """First (cold) call, then steady state: median and IQR over ``blocked_autorange`` blocks, in seconds."""
+    timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
+    first = timer.timeit(number=1).median
+    m = timer.blocked_autorange(min_run_time=min_run_time)
+    return {"first_call_s": first, "median_s": m.median, "iqr_s": m.iqr, "repeats": len(m.times),
+            "number_per_run": m.number_per_run}
+
+
+def peak_memory(fn: Callable[[], Any], device: str = "cpu") -> int:
+    """Bytes one call of ``fn`` adds at its peak over what is already held (its inputs).
+
+    CUDA: the allocator's peak statistics. CPU: the RSS high-water mark of this (worker) process, reset before
+    the call, minus the RSS just before it (``bench.isolate.peak_bytes``).
+    """
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        base = torch.cuda.memory_allocated(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        fn()
+        torch.cuda.synchronize(dev)
+        return int(torch.cuda.max_memory_allocated(dev) - base)
+    from bench.isolate import peak_bytes
+
+    return int(peak_bytes(fn)[1])
+
+
+def counted_flops(name: str, shape: Shape, params: dict[str, Any] | None = None) -> int:
+    """Matmul FLOPs of one forward, counted by FlopCounterMode on the math path (B as given)."""
+    attn = build_attention(name, shape, params)
+    q, k, v = make_qkv(shape)
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter, torch.no_grad():
+        attn(q, k, v)
+    return int(counter.get_total_flops())
+
+
+def gemm_peak(threads: int, device: str = "cpu", n: int = 2048, dtype: str = "float32",
+              min_run_time: float = 0.5) -> dict[str, float]:
+    """Achievable matmul FLOP/s of this machine: an n×n×n GEMM timed the same way as the cases."""
+    dev = resolve_device(device)
+    a = torch.randn(n, n, device=dev).to(DTYPES[dtype])
+    b = torch.randn(n, n, device=dev).to(DTYPES[dtype])
+    t = time_callable(lambda: torch.mm(a, b), threads, min_run_time)
+    return {"gemm_n": n, "gemm_median_s": t["median_s"], "gemm_peak_flops": 2 * n ** 3 / t["median_s"]}
+
+
+def log2_grid(lo: int, hi: int) -> tuple[int, ...]:
+    """Powers of two from lo to hi inclusive (lo, hi themselves powers of two)."""
+    return tuple(2 ** e for e in range(int(math.log2(lo)), int(math.log2(hi)) + 1))

@@ -1,0 +1,99 @@
+"""How do time, peak memory and FLOPs grow with sequence length T, per variant and phase?
+
+Every variant × T (powers of two) × phase (forward, forward_backward, train_step) × causal. Each case runs in the
+isolated worker: steady-state time (median, IQR, repeats) beside the first call, the case's own peak memory, and
+for the forward phase the FLOPs counted on the math path beside the spec's analytic count.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Iterator
+
+import torch
+
+import variants
+from bench.config import Case, ConfigError
+from bench.measure import (DTYPES, PHASES, Shape, counted_flops, log2_grid, peak_memory, phase_callable,
+                           time_callable)
+
+NAME = "efficiency"
+
+
+@dataclass(frozen=True)
+class Config:
+    variants: tuple[str, ...] = ()  # empty: every registered variant
+    seq_lens: tuple[int, ...] = log2_grid(128, 4096)
+    phases: tuple[str, ...] = PHASES
+    causal: tuple[bool, ...] = (False, True)
+    batch: int = 1
+    heads: int = 4
+    head_dim: int = 64
+    dtype: str = "float32"
+    device: str = "cpu"
+    threads: int = 2
+    min_run_time: float = 0.1
+    time_cap_s: float = 120.0
+    seed: int = 0
+
+    def validate(self) -> None:
+        for name in self.variants:
+            variants.get(name)
+        bad = [t for t in self.seq_lens if t <= 0]
+        if bad or not self.seq_lens:
+            raise ConfigError(f"sequence lengths must be positive, got {self.seq_lens}")
+        unknown = sorted(set(self.phases) - set(PHASES))
+        if unknown:
+            raise ConfigError(f"unknown phase(s) {', '.join(unknown)}; known: {', '.join(PHASES)}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"unknown dtype {self.dtype!r}; known: {', '.join(DTYPES)}")
+        if self.device != "cpu" and not (self.device.startswith("cuda") and torch.cuda.is_available()):
+            raise ConfigError(f"device {self.device!r} is not available here (torch.cuda.is_available() is "
+                              f"{torch.cuda.is_available()})")
+        for label in ("batch", "heads", "head_dim", "threads"):
+            if getattr(self, label) < 1:
+                raise ConfigError(f"--{label.replace('_', '-')} must be >= 1")
+
+
+PROFILES = {
+    "quick": Config(),
+    "full": Config(seq_lens=log2_grid(128, 32768), min_run_time=0.5, time_cap_s=600.0),
+}
+
+
+def cases(cfg: Config) -> Iterator[Case]:
+    names = cfg.variants or tuple(variants.names())
+    for T in sorted(cfg.seq_lens):
+        for name in names:
+            for causal in cfg.causal:
+                for phase in cfg.phases:
+                    yield Case.make(NAME, variant=name, T=T, phase=phase, causal=causal, B=cfg.batch, H=cfg.heads,
+                                    D=cfg.head_dim, dtype=cfg.dtype, device=cfg.device, threads=cfg.threads,
+                                    min_run_time=cfg.min_run_time, seed=cfg.seed)
+
+
+def shape_of(case: Case) -> Shape:
+    return Shape(case["B"], case["H"], case["T"], case["D"], case["dtype"], case["device"], case["causal"])
+
+
+def execute(case: Case) -> dict[str, Any]:
+    """Runs inside the worker child: time, then peak memory, then (forward) FLOPs of one case."""
+    spec = variants.get(case["variant"]).spec
+    if case["causal"] and not spec.supports_causal:
+        raise NotImplementedError(f"{spec.name} does not support causal attention")
+    shape = shape_of(case)
+    torch.set_num_threads(case["threads"])
+    fn = phase_callable(case["variant"], shape, case["phase"], seed=case["seed"])
+    out: dict[str, Any] = time_callable(fn, case["threads"], case["min_run_time"])
+    out["peak_bytes"] = peak_memory(fn, shape.device)
+    if case["phase"] == "forward":
+        elem = torch.finfo(shape.torch_dtype).bits // 8
+        params = dict(spec.default_params)
+        out["flops"] = counted_flops(case["variant"], shape)
+        out["flops_analytic"] = int(spec.flops(shape.B, shape.H, shape.T, shape.D, causal=shape.causal, **params))
+        out["bytes_analytic"] = int(spec.memory_bytes(shape.B, shape.H, shape.T, shape.D, causal=shape.causal,
+                                                      elem_bytes=elem, **params))
+    return out
+
+
+def config_dict(cfg: Config) -> dict[str, Any]:
+    return asdict(cfg)

@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+
+from bench.fit import crossover, fit_power_law, loglog_exponent
+
+
+@pytest.mark.parametrize("k", [1.0, 2.0])
+def test_exponent_recovered_from_noisy_synthetic_times(k):
+    rng = np.random.default_rng(1)
+    T = np.repeat(2 ** np.arange(7, 14), 3)
+    y = (1e-5 + 1e-7 * T ** k) * np.exp(rng.normal(0, 0.03, len(T)))  # small overhead + T^k, 3% noise
+    est = loglog_exponent(T, y, top=4)
+    assert est.value == pytest.approx(k, abs=0.05)
+    assert est.lo <= est.value <= est.hi and est.hi - est.lo < 0.2
+
+
+def test_exponent_needs_two_lengths():
+    with pytest.raises(ValueError, match="two distinct"):
+        loglog_exponent([64, 64], [1.0, 1.1])
+
+
+def test_crossover_interpolates_in_log_space():
+    T = np.array([128, 256, 512, 1024])
+    ref = T.astype(float) ** 2
+    var = 256.0 * T  # equal at T = 256
+    assert crossover(T, var, ref) == pytest.approx(256, rel=1e-6)
+    assert crossover(T, ref * 2, ref) is None
+    assert crossover(T, ref / 2, ref) == 128
+
+
+def test_power_law_recovered():
+    rng = np.random.default_rng(0)
+    D = np.repeat(2.0 ** np.arange(7, 17), 3)
+    err = 3.0 * D ** -0.3 + 0.05 + rng.normal(0, 0.002, len(D))
+    fit = fit_power_law(D, err, n_boot=100)
+    assert fit.alpha.value == pytest.approx(0.3, abs=0.05)
+    assert fit.c.value == pytest.approx(0.05, abs=0.02)
+    assert fit.alpha.lo <= 0.3 <= fit.alpha.hi
+    assert fit.data_for(0.2) == pytest.approx((0.15 / 3.0) ** (-1 / 0.3), rel=0.3)
+    assert fit.data_for(0.01) is None
