@@ -145,8 +145,11 @@ def test_counted_flops_match_spec_and_declared_growth(name, causal):
     small, large = counted_flops(attn, T), counted_flops(attn, 2 * T)
     assert small == pytest.approx(attn.flops(1, T), rel=0.01)
     assert large == pytest.approx(attn.flops(1, 2 * T), rel=0.01)
-    expected = 2 ** attn.spec.time_exponent
-    assert large / small == pytest.approx(expected, rel=0.1), (large / small, expected)
+    # The declared exponent is asymptotic (Nyström's m³ pseudo-inverse is a constant that dominates at small T):
+    # the counted FLOPs equal the formula above, and the formula grows as declared at large T.
+    big = 2 ** 16
+    growth = attn.flops(1, 2 * big) / attn.flops(1, big)
+    assert growth == pytest.approx(2 ** attn.spec.time_exponent, rel=0.1), growth
 
 
 @pytest.mark.parametrize("name", ALL)
