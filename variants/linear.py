@@ -1,1 +1,290 @@
-"""(being written)"""
+"""Kernelised (linear) attention: softmax(QKᵀ) replaced by a feature map, φ(Q)·(φ(K)ᵀV), O(T) in sequence length.
+
+Both variants share one core, written once:
+- non-causal: ``KV = φ(K)ᵀ[V | 1]`` then ``φ(Q)·KV``, O(T·F·D) time, O(T) memory;
+- causal, chunked: within a chunk of c tokens the small masked ``tril(φ(Q_c)φ(K_c)ᵀ)·[V_c | 1]``; across chunks a
+  running (F, D+1) state. No (T, F, D) cumulative tensor and no (T, T) matrix is ever built.
+
+V is augmented with a ones column, so the normaliser ``φ(Q)·Σφ(K)`` rides along in the same matmuls as the
+numerator (column D of the result). Padded keys (``key_valid`` False) get φ(K) = 0 and V = 0, so padding content
+cannot reach the real tokens. Half-precision inputs are computed in float32 (running sums of features lose too
+much in bf16) and cast back; float32 and float64 run in their own dtype.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import Attention, AttentionSpec, Paper, check_positive, register
+
+KATHAROPOULOS = Paper("Transformers are RNNs: Fast Autoregressive Transformers with Linear Attention", 2020,
+                      "2006.16236")
+CHOROMANSKI = Paper("Rethinking Attention with Performers", 2021, "2009.14794")
+
+ELU_EPS = 1e-6  # the paper's code (fast-transformers) adds 1e-6 to the denominator
+PERFORMER_EPS = 1e-12  # FAVOR+ denominators are O(T/r·e^-m) after max-subtraction: 1e-6 would bias them
+
+
+# ------------------------------------------------------------------------------------------------ the shared core
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for half types, the input dtype otherwise."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def augment_values(v: Tensor, key_valid: Tensor | None, dtype: torch.dtype) -> Tensor:
+    """[V | 1] in ``dtype``, rows of padded keys zeroed (so even inf/NaN padding cannot leak)."""
+    ones = torch.ones(v.shape[:-1] + (1,), dtype=dtype, device=v.device)
+    v_aug = torch.cat([v.to(dtype), ones], dim=-1)  # (B, H, T, D) -> (B, H, T, D+1)
+    if key_valid is not None:
+        v_aug = torch.where(key_valid[:, None, :, None], v_aug, torch.zeros((), dtype=dtype, device=v.device))
+    return v_aug
+
+
+def linear_attention(phi_q: Tensor, phi_k: Tensor, v_aug: Tensor) -> Tensor:
+    """Non-causal: φ(Q)·(φ(K)ᵀ[V | 1]); two matmuls of 2·T·F·(D+1) FLOPs each, per head."""
+    kv = phi_k.transpose(-2, -1) @ v_aug  # (B, H, F, T) @ (B, H, T, E) -> (B, H, F, E)
+    return phi_q @ kv  # (B, H, T, F) @ (B, H, F, E) -> (B, H, T, E)
+
+
+def causal_linear_attention(phi_q: Tensor, phi_k: Tensor, v_aug: Tensor, chunk_size: int) -> Tensor:
+    """Causal, chunked prefix sums: O(T·c·(F+E) + T·F·E) time, O(T + c² + F·E) memory per head.
+
+    Katharopoulos et al. write the causal case as a cumulative sum of (F, E) outer products (an RNN); we process
+    c tokens at a time so the work is matmuls: the masked c×c block inside a chunk, the running state for all
+    earlier chunks. The state of the last chunk is updated too (unused), keeping every chunk's work identical.
+    """
+    B, H, T, Fdim = phi_q.shape
+    out = v_aug.new_empty(B, H, T, v_aug.shape[-1])
+    state = v_aug.new_zeros(B, H, Fdim, v_aug.shape[-1])  # Σ_{j < chunk start} φ(k_j)ᵀ[v_j | 1]
+    for start in range(0, T, chunk_size):
+        sl = slice(start, min(start + chunk_size, T))
+        q_c, k_c, v_c = phi_q[..., sl, :], phi_k[..., sl, :], v_aug[..., sl, :]
+        scores = torch.tril(q_c @ k_c.transpose(-2, -1))  # (B, H, L, F) @ (B, H, F, L) -> (B, H, L, L)
+        out[..., sl, :] = scores @ v_c + q_c @ state  # (B, H, L, L)@(L, E) + (B, H, L, F)@(F, E) -> (B, H, L, E)
+        state = state + k_c.transpose(-2, -1) @ v_c  # (B, H, F, L) @ (B, H, L, E) -> (B, H, F, E)
+    return out
+
+
+def normalise(out_aug: Tensor, eps: float, dtype: torch.dtype) -> Tensor:
+    """Split [numerator | denominator] and divide; a query that sees no valid key gets 0 (finite)."""
+    num, den = out_aug[..., :-1], out_aug[..., -1:]  # (B, H, T, E) -> (B, H, T, D), (B, H, T, 1)
+    return (num / (den + eps)).to(dtype)
+
+
+def attend_features(phi_q: Tensor, phi_k: Tensor, v: Tensor, key_valid: Tensor | None, *, causal: bool,
+                    chunk_size: int, eps: float) -> Tensor:
+    """The full linear-attention forward from feature maps; phi_k rows of padded keys must already be 0."""
+    v_aug = augment_values(v, key_valid, phi_q.dtype)
+    if causal:
+        out_aug = causal_linear_attention(phi_q, phi_k, v_aug, chunk_size)
+    else:
+        out_aug = linear_attention(phi_q, phi_k, v_aug)
+    return normalise(out_aug, eps, v.dtype)
+
+
+def core_flops(B: int, H: int, T: int, F_: int, D: int, causal: bool, chunk_size: int) -> int:
+    """Matmul FLOPs of the core with F features and E = D+1 value columns, exactly as FlopCounterMode counts.
+
+    Non-causal: 2·(2·T·F·E). Causal: per chunk of L tokens 2·L²·F (scores) + 2·L²·E (scores·V)
+    + 2·L·F·E (q·state) + 2·F·L·E (state update).
+    """
+    E = D + 1
+    if not causal:
+        return B * H * 4 * T * F_ * E
+    full, rem = divmod(T, chunk_size)
+    sum_sq = full * chunk_size ** 2 + rem ** 2  # Σ L² over the chunks
+    return B * H * (2 * (F_ + E) * sum_sq + 4 * F_ * E * T)
+
+
+def core_memory_elems(T: int, F_: int, D: int, causal: bool, chunk_size: int) -> int:
+    """Elements alive at the core's peak, per (batch, head): φ(Q), φ(K), [V | 1], the (T, E) result, plus the
+    (F, E) state(s) and, when causal, one chunk's c×c scores and two (c, E) partial outputs."""
+    E = D + 1
+    base = 2 * T * F_ + 2 * T * E
+    if not causal:
+        return base + F_ * E
+    c = min(chunk_size, T)
+    return base + 2 * F_ * E + c * c + 2 * c * E
+
+
+def upcast_bytes(B: int, H: int, T: int, D: int, elem_bytes: int) -> int:
+    """Half-precision inputs are copied to float32 (q, k, v) before the core."""
+    return 3 * B * H * T * D * 4 if elem_bytes < 4 else 0
+
+
+# ----------------------------------------------------------------------------------------- linear_elu (2020)
+
+def elu_flops(B: int, H: int, T: int, D: int, causal: bool = False, chunk_size: int = 64, **_: object) -> int:
+    """φ(x) = elu(x)+1 is element-wise (uncounted); the core runs with F = D features."""
+    check_positive("linear_elu", chunk_size=chunk_size)
+    return core_flops(B, H, T, D, D, causal, chunk_size)
+
+
+def elu_memory(B: int, H: int, T: int, D: int, causal: bool = False, elem_bytes: int = 4, chunk_size: int = 64,
+               **_: object) -> int:
+    """Core intermediates with F = D, in the compute dtype (at least 4 bytes), plus any upcast copies."""
+    check_positive("linear_elu", chunk_size=chunk_size)
+    elems = B * H * core_memory_elems(T, D, D, causal, chunk_size)
+    return elems * max(elem_bytes, 4) + upcast_bytes(B, H, T, D, elem_bytes)
+
+
+def elu_features(x: Tensor, key_valid: Tensor | None = None) -> Tensor:
+    """φ(x) = elu(x) + 1 > 0, element-wise; rows of padded tokens set to exactly 0 when ``key_valid`` is given."""
+    phi = F.elu(x) + 1.0
+    if key_valid is not None:
+        phi = torch.where(key_valid[:, None, :, None], phi, torch.zeros((), dtype=phi.dtype, device=phi.device))
+    return phi
+
+
+@register
+class EluLinearAttention(Attention):
+    """Katharopoulos et al. 2020, "Transformers are RNNs" (arXiv:2006.16236): φ(x) = elu(x) + 1.
+
+    out_i = φ(q_i)·Σ_j φ(k_j)ᵀv_j / (φ(q_i)·Σ_j φ(k_j) + eps), sums over j <= i when causal. O(T·D²) time and
+    O(T) memory. Deviations: causal uses chunked prefix sums (``chunk_size``) instead of the paper's per-token
+    CUDA cumulative-sum kernel (same maths, matmul-shaped work); half precision is computed in float32.
+    """
+
+    spec = AttentionSpec(
+        name="linear_elu", family="linear", time_complexity="O(T·D²)", memory_complexity="O(T·D)",
+        exact=False, supports_causal=True, supports_key_valid=True, paper=KATHAROPOULOS,
+        default_params={"chunk_size": 64}, flops=elu_flops, memory_bytes=elu_memory,
+        time_exponent=1.0, memory_exponent=1.0,
+    )
+
+    def __init__(self, *, d_head: int, n_heads: int, causal: bool = False, max_seq_len: int, **params: object):
+        super().__init__(d_head=d_head, n_heads=n_heads, causal=causal, max_seq_len=max_seq_len, **params)
+        check_positive(self.spec.name, chunk_size=self.params["chunk_size"])
+
+    def features(self, q: Tensor, k: Tensor, key_valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(φ(Q), φ(K)) in the compute dtype, padded keys zeroed: (B, H, T, D) each."""
+        dtype = compute_dtype(q.dtype)
+        return elu_features(q.to(dtype)), elu_features(k.to(dtype), key_valid)
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, key_valid: Tensor | None) -> Tensor:
+        phi_q, phi_k = self.features(q, k, key_valid)
+        return attend_features(phi_q, phi_k, v, key_valid, causal=self.causal,
+                               chunk_size=self.params["chunk_size"], eps=ELU_EPS)
+
+
+# ------------------------------------------------------------------------------------ linear_performer (2021)
+
+def check_performer(n_features: object, seed: object, chunk_size: object) -> None:
+    check_positive("linear_performer", n_features=n_features, chunk_size=chunk_size)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"linear_performer: seed must be an int >= 0, got {seed!r}")
+
+
+def performer_flops(B: int, H: int, T: int, D: int, causal: bool = False, n_features: int = 256, seed: int = 0,
+                    chunk_size: int = 64, **_: object) -> int:
+    """Projections x·ωᵀ for Q and K (2·T·D·r each, per head), then the core with F = r."""
+    check_performer(n_features, seed, chunk_size)
+    return 4 * B * H * T * D * n_features + core_flops(B, H, T, n_features, D, causal, chunk_size)
+
+
+def performer_memory(B: int, H: int, T: int, D: int, causal: bool = False, elem_bytes: int = 4,
+                     n_features: int = 256, seed: int = 0, chunk_size: int = 64, **_: object) -> int:
+    """Core intermediates with F = r, plus one (T, r) logits tensor alive while a feature map is formed."""
+    check_performer(n_features, seed, chunk_size)
+    elems = B * H * (core_memory_elems(T, n_features, D, causal, chunk_size) + T * n_features)
+    return elems * max(elem_bytes, 4) + upcast_bytes(B, H, T, D, elem_bytes)
+
+
+def orthogonal_gaussian(n_features: int, d: int, generator: torch.Generator) -> Tensor:
+    """(r, d) float64: stacked orthogonal d×d blocks (QR of a Gaussian), rows rescaled by χ_d-distributed norms.
+
+    The paper's ``gaussian_orthogonal_random_matrix`` with scaling=0, plus one fix: the QR factor is sign-corrected
+    so each block is Haar-distributed. Without it (as in the paper's code) LAPACK's Householder convention biases
+    the row directions (e.g. the first row's first coordinate is always <= 0) and the kernel estimate is biased,
+    an error that does not shrink with r. With it each row has the law of a standard Gaussian vector while rows
+    within a block are exactly orthogonal.
+    """
+    blocks = []
+    for _ in range(math.ceil(n_features / d)):
+        gauss = torch.randn(d, d, generator=generator, dtype=torch.float64)
+        q, r = torch.linalg.qr(gauss)
+        q = q * torch.sign(torch.diagonal(r))  # sign fix: makes Q Haar-distributed (Mezzadri 2007)
+        blocks.append(q.T)  # rows of Qᵀ are orthonormal
+    omega = torch.cat(blocks, dim=0)[:n_features]  # (ceil(r/d)·d, d) -> (r, d)
+    norms = torch.randn(n_features, d, generator=generator, dtype=torch.float64).norm(dim=1)  # χ_d samples
+    return omega * norms[:, None]
+
+
+def favor_logits(x: Tensor, omega: Tensor) -> Tensor:
+    """ωᵀx' − ‖x'‖²/2 with x' = x / D^{1/4}; the log of the positive random feature before the 1/√r factor."""
+    x = x * x.shape[-1] ** -0.25
+    proj = x @ omega.transpose(0, 1)  # (B, H, T, D) @ (D, r) -> (B, H, T, r)
+    return proj - 0.5 * (x * x).sum(dim=-1, keepdim=True)
+
+
+def favor_query_features(q: Tensor, omega: Tensor) -> Tensor:
+    """φ(q) with the per-query-row max subtracted (a per-row constant: cancels in the normalised output)."""
+    logits = favor_logits(q, omega)
+    logits = logits - logits.amax(dim=-1, keepdim=True).detach()
+    return torch.exp(logits) * omega.shape[0] ** -0.5
+
+
+def favor_key_features(k: Tensor, omega: Tensor, key_valid: Tensor | None) -> Tensor:
+    """φ(k) with one max over all valid keys and features per (batch, head) subtracted; padded keys exactly 0.
+
+    Padded logits are set to -inf before the max and the exp, so padding content reaches neither.
+    """
+    logits = favor_logits(k, omega)
+    if key_valid is not None:
+        logits = logits.masked_fill(~key_valid[:, None, :, None], float("-inf"))
+    m = logits.amax(dim=(-2, -1), keepdim=True).detach()  # (B, H, T, r) -> (B, H, 1, 1)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # every key padded: any finite shift
+    return torch.exp(logits - m) * omega.shape[0] ** -0.5
+
+
+@register
+class PerformerAttention(Attention):
+    """Choromanski et al. 2021, "Rethinking Attention with Performers" (arXiv:2009.14794), FAVOR+.
+
+    Positive orthogonal random features φ(x) = exp(ωᵀx − ‖x‖²/2)/√r with x = q/D^{1/4}, so that
+    E[φ(q)ᵀφ(k)] = exp(qᵀk/√D): an unbiased estimate of the softmax kernel. ω (r, D) is a buffer, not a
+    parameter; ``redraw(seed)`` replaces it. O(T·r·D) time, O(T·r) memory. Stabilised as in the paper's code: a
+    detached per-row max is subtracted from query logits, one detached max over all (valid) keys from key logits.
+    Deviations: we subtract the max of the whole logit (including −‖x‖²/2; the code uses ωᵀx only), add no 1e-6
+    to the features (padded keys must stay exactly 0), and use eps = 1e-12 in the denominator. In causal mode the
+    key shift depends on later keys; it cancels between numerator and denominator, so only eps and underflow see
+    it. Causal runs through the same chunked core as linear_elu.
+    """
+
+    spec = AttentionSpec(
+        name="linear_performer", family="linear", time_complexity="O(T·r·D)", memory_complexity="O(T·r)",
+        exact=False, supports_causal=True, supports_key_valid=True, paper=CHOROMANSKI,
+        default_params={"n_features": 256, "seed": 0, "chunk_size": 64},
+        flops=performer_flops, memory_bytes=performer_memory, time_exponent=1.0, memory_exponent=1.0,
+    )
+
+    def __init__(self, *, d_head: int, n_heads: int, causal: bool = False, max_seq_len: int, **params: object):
+        super().__init__(d_head=d_head, n_heads=n_heads, causal=causal, max_seq_len=max_seq_len, **params)
+        check_performer(self.params["n_features"], self.params["seed"], self.params["chunk_size"])
+        self.register_buffer("omega", self._draw(self.params["seed"]))
+
+    def _draw(self, seed: int) -> Tensor:
+        generator = torch.Generator().manual_seed(seed)
+        return orthogonal_gaussian(self.params["n_features"], self.d_head, generator).to(torch.float32)
+
+    @torch.no_grad()
+    def redraw(self, seed: int) -> None:
+        """Replace the random features in place (same device and dtype as now) by the draw for ``seed``."""
+        check_performer(self.params["n_features"], seed, self.params["chunk_size"])
+        self.omega.copy_(self._draw(seed))
+        self.params["seed"] = seed
+
+    def features(self, q: Tensor, k: Tensor, key_valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(φ(Q), φ(K)) in the compute dtype: (B, H, T, D) -> (B, H, T, r) each, padded keys zeroed."""
+        dtype = compute_dtype(q.dtype)
+        omega = self.omega.to(device=q.device, dtype=dtype)
+        return favor_query_features(q.to(dtype), omega), favor_key_features(k.to(dtype), omega, key_valid)
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, key_valid: Tensor | None) -> Tensor:
+        phi_q, phi_k = self.features(q, k, key_valid)
+        return attend_features(phi_q, phi_k, v, key_valid, causal=self.causal,
+                               chunk_size=self.params["chunk_size"], eps=PERFORMER_EPS)
