@@ -1,0 +1,118 @@
+"""Run a sweep: its cases, one at a time, through one isolated ``Worker``, each row written as soon as it is done.
+
+``run_sweep`` is resumable (finished case ids are skipped) and interruptible (Ctrl-C closes the file with every
+finished case in it, then re-raises ``KeyboardInterrupt`` so the caller can exit non-zero).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Iterable
+
+from bench import store
+from bench.config import Case, ConfigError
+from bench.isolate import STATUSES, Outcome, Worker
+
+DEFAULT_TIME_CAP_S = 600.0
+ENVIRONMENT_TIMEOUT_S = 120.0
+ProgressCallback = Callable[[Case, Outcome], None]
+
+
+def sweep_cases(module: ModuleType, cfg: Any) -> list[Case]:
+    """The sweep's cases in order; two cases with the same id are a sweep bug (``ConfigError``)."""
+    cases = list(module.cases(cfg))
+    seen: dict[str, Case] = {}
+    for case in cases:
+        if case.id in seen:
+            raise ConfigError(f"sweep {module.NAME!r} yields the same case twice: {case.as_dict()}")
+        seen[case.id] = case
+    return cases
+
+
+def seeds_of(cfg: Any) -> list[int]:
+    """The seeds a config declares (``seeds`` or ``seed``), for the manifest."""
+    seeds = getattr(cfg, "seeds", None)
+    if seeds is None:
+        seed = getattr(cfg, "seed", None)
+        seeds = () if seed is None else (seed,)
+    return list(seeds)
+
+
+def _progress_bar(enabled: bool | None, total: int, done: int, desc: str):
+    """A tqdm bar on stderr; ``enabled=None`` means only when stderr is a terminal."""
+    from tqdm import tqdm
+
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    return tqdm(total=total, initial=done, desc=desc, unit="case", file=sys.stderr, disable=not enabled,
+                dynamic_ncols=True)
+
+
+def _environment(worker: Worker, device: str) -> dict[str, Any]:
+    """torch, parallel_info, threads and device name as seen by the worker child that measures."""
+    outcome = worker.run("bench.store:describe", Case.make("environment", device=device), ENVIRONMENT_TIMEOUT_S)
+    if outcome.status != "ok":
+        raise RuntimeError(f"cannot describe the worker's environment: {outcome.status}: {outcome.error}")
+    return outcome.metrics
+
+
+def _run_cases(worker: Worker, target: str, cases: Iterable[Case], time_cap_s: float, writer: store.RunWriter,
+               bar, callback: ProgressCallback | None) -> None:
+    """Execute and write each case in turn."""
+    for case in cases:
+        outcome = worker.run(target, case, time_cap_s)
+        writer.write(case, outcome)
+        bar.set_postfix_str(f"{outcome.status} {outcome.wall_s:.1f}s", refresh=False)
+        bar.update(1)
+        if callback is not None:
+            callback(case, outcome)
+
+
+def run_sweep(module: ModuleType, cfg: Any, *, profile: str, out_dir: str | Path = "results/runs",
+              resume: bool = False, device: str = "cpu", threads: int | None = None,
+              progress: bool | ProgressCallback | None = None, extra_manifest: dict[str, Any] | None = None,
+              mem_cap_bytes: int | None = None) -> Path:
+    """Run every case of ``module`` (``NAME``, ``cases(cfg)``, ``execute(case)``) and return the results path.
+
+    Each case runs as ``f"{module.__name__}:execute"`` in a capped child: time cap ``cfg.time_cap_s`` (else
+    ``DEFAULT_TIME_CAP_S``), memory cap ``mem_cap_bytes`` (else ``cfg.mem_cap_bytes``, else the Worker's
+    default; no address-space cap on CUDA). ``resume`` skips case ids already in the file and appends a new
+    segment; otherwise the file is rewritten. ``progress``: None shows a bar when stderr is a terminal, a bool
+    forces it, a callable ``(case, outcome)`` is called after each written row (and no bar is shown).
+    """
+    path = store.results_path(out_dir, module.NAME, profile, device)
+    cases = sweep_cases(module, cfg)
+    done = store.finished_case_ids(path) if resume else set()
+    todo = [c for c in cases if c.id not in done]
+    callback = progress if callable(progress) else None
+    time_cap_s = float(getattr(cfg, "time_cap_s", None) or DEFAULT_TIME_CAP_S)
+    cap = mem_cap_bytes if mem_cap_bytes is not None else getattr(cfg, "mem_cap_bytes", None)
+    with Worker(threads, cap, cap_address_space=not device.startswith("cuda")) as worker:
+        record = store.manifest(sweep=module.NAME, profile=profile, device=device, config=cfg, seeds=seeds_of(cfg),
+                                env=_environment(worker, device),
+                                extra={"mem_cap_bytes": worker.mem_cap_bytes, "time_cap_s": time_cap_s,
+                                       **(extra_manifest or {})})
+        bar = _progress_bar(None if progress is None else bool(progress) and not callback,
+                            len(cases), len(cases) - len(todo), module.NAME)
+        with store.RunWriter(path, record, resume=resume) as writer, bar:
+            try:
+                _run_cases(worker, f"{module.__name__}:execute", todo, time_cap_s, writer, bar, callback)
+            except KeyboardInterrupt:
+                bar.write(f"interrupted: {path} holds every finished case; rerun with resume to go on",
+                          file=sys.stderr)
+                raise
+    return path
+
+
+def summary_table(df) -> str:
+    """One screen: how many cases of each variant (or sweep) ended in each status."""
+    if df is None or len(df) == 0:
+        return "no results"
+    key = "variant" if "variant" in df else "sweep"
+    table = df.groupby([key, "status"]).size().unstack("status", fill_value=0)
+    columns = [s for s in STATUSES if s in table.columns] + [s for s in table.columns if s not in STATUSES]
+    table = table[columns]
+    table["total"] = table.sum(axis=1)
+    table.columns.name = None
+    return table.to_string()

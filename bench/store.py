@@ -1,0 +1,252 @@
+"""Results on disk: ``results/runs/<sweep>-<profile>-<device>.jsonl``, append-only JSON lines.
+
+A file holds one or more segments. A segment starts with a manifest line (``kind="manifest"``: run id, git sha,
+torch, threads, allocator policy, config, ...) and continues with one line per finished case (``kind="row"``:
+case id, case params, status, one-line error, wall seconds, metrics). A fresh run truncates the file; a resumed
+run appends a new segment. Every line is flushed and fsync'ed as it is written, so a killed run loses at most the
+line it was writing, and a truncated last line is skipped when reading. Units are SI base units: s, bytes, FLOPs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from bench.isolate import ALLOCATOR_POLICY, Outcome
+
+ROW_FIELDS = ("run_id", "sweep", "case_id", "status", "error", "wall_s")
+SEGMENT_FIELDS = ("run_id", "git_sha", "device", "device_name", "threads", "profile")
+STRING_COLUMNS = ("run_id", "sweep", "case_id", "status", "error", "git_sha", "device", "device_name", "profile")
+MANIFEST_COLUMNS = ("run_id", "sweep", "profile", "utc_start", "git_sha", "git_dirty", "torch", "device",
+                    "device_name", "threads")
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+def results_path(out_dir: str | Path, sweep: str, profile: str, device: str) -> Path:
+    """Where a sweep's results live: ``<out_dir>/<sweep>-<profile>-<device>.jsonl`` (``cuda:0`` → ``cuda0``)."""
+    return Path(out_dir) / f"{sweep}-{profile}-{device.replace(':', '')}.jsonl"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The manifest.
+
+def git_state(root: str | Path = _ROOT) -> tuple[str, bool | None]:
+    """``(HEAD sha, dirty)`` of the checkout at ``root``; ``("unknown", None)`` outside git."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", None
+    return sha, bool(status.strip())
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo, else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def environment(device: str = "cpu") -> dict[str, Any]:
+    """torch version, ``parallel_info()``, threads and the device's name, as seen by the calling process."""
+    import torch
+
+    name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else cpu_name()
+    return {"torch": torch.__version__, "parallel_info": torch.__config__.parallel_info(),
+            "threads": torch.get_num_threads(), "device_name": name}
+
+
+def describe(case: Any) -> dict[str, Any]:
+    """Worker target: ``environment(case["device"])`` measured inside the child that runs the cases."""
+    return environment(case["device"])
+
+
+def config_dict(cfg: Any) -> dict[str, Any]:
+    """A sweep config as a dict (dataclass fields, a mapping as is, else its attributes; None → {})."""
+    if cfg is None:
+        return {}
+    if dataclasses.is_dataclass(cfg):
+        return dataclasses.asdict(cfg)
+    return dict(cfg) if isinstance(cfg, dict) else dict(vars(cfg))
+
+
+def manifest(*, sweep: str, profile: str, device: str, config: Any = None, seeds: Iterable[int] = (),
+             env: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The first line of a segment. ``env`` is ``environment()`` from the measuring process (computed here if
+    None); ``extra`` adds fields such as ``gemm_peak_flops``."""
+    env = environment(device) if env is None else env
+    sha, dirty = git_state()
+    record = {"kind": "manifest", "run_id": uuid.uuid4().hex[:12], "sweep": sweep, "profile": profile,
+              "utc_start": datetime.now(timezone.utc).isoformat(timespec="seconds"), "git_sha": sha,
+              "git_dirty": dirty, "torch": env["torch"], "parallel_info": env["parallel_info"], "device": device,
+              "device_name": env["device_name"], "threads": env["threads"], "seeds": list(seeds),
+              "allocator": ALLOCATOR_POLICY, "config": config_dict(config), "python": sys.version.split()[0]}
+    record.update(extra or {})
+    return record
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Writing.
+
+def _json_default(obj: Any) -> Any:
+    """numpy / torch scalars via ``.item()``, tuples and sets as lists, anything else as its ``str``."""
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    return str(obj)
+
+
+def row_record(run_id: str, case: Any, outcome: Outcome) -> dict[str, Any]:
+    """One row line; a metric named like a case param or a row field is a sweep bug and raises ``ValueError``."""
+    params = case.as_dict()
+    record = {"kind": "row", "run_id": run_id, "sweep": case.sweep, "case_id": case.id, **params,
+              "status": outcome.status, "error": outcome.error, "wall_s": float(outcome.wall_s)}
+    clash = sorted(set(outcome.metrics) & (set(record) | set(params)))
+    if clash:
+        raise ValueError(f"metrics {clash} collide with row fields or case params of sweep {case.sweep!r}")
+    record.update(outcome.metrics)
+    return record
+
+
+def _cut_partial_line(path: Path) -> None:
+    """Drop an unterminated last line (a run killed mid-write) so appended lines start on a line of their own."""
+    with open(path, "rb+") as fh:
+        data = fh.read()
+        if data and not data.endswith(b"\n"):
+            fh.truncate(data.rfind(b"\n") + 1)
+
+
+class RunWriter:
+    """Writes one segment: the manifest on open, then ``write(case, outcome)`` per finished case.
+
+    ``resume=False`` truncates ``path``; ``resume=True`` appends a new segment to it.
+    """
+
+    def __init__(self, path: str | Path, manifest_record: dict[str, Any], *, resume: bool = False):
+        self.path = Path(path)
+        self.run_id = manifest_record["run_id"]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume and self.path.exists():
+            _cut_partial_line(self.path)
+        self._fh = open(self.path, "a" if resume else "w", encoding="utf-8")
+        self._write(manifest_record)
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(record, default=_json_default) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def write(self, case: Any, outcome: Outcome) -> dict[str, Any]:
+        """Append and sync one row; returns the record written."""
+        record = row_record(self.run_id, case, outcome)
+        self._write(record)
+        return record
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> "RunWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading.
+
+def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Every record of a results file; an unparsable LAST line is skipped, one elsewhere raises ``ValueError``."""
+    with open(path, encoding="utf-8") as fh:
+        lines = fh.read().split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                return
+            raise ValueError(f"{path}:{number}: corrupt results line") from None
+
+
+def finished_case_ids(path: str | Path) -> set[str]:
+    """Case ids that already have a row in ``path`` (any status); empty if the file does not exist."""
+    if not Path(path).exists():
+        return set()
+    return {r["case_id"] for r in read_records(path) if r.get("kind") == "row"}
+
+
+def _paths(paths: str | Path | Iterable[str | Path] | None, root: str | Path) -> list[Path]:
+    if paths is None:
+        return sorted(Path(root).glob("*.jsonl"))
+    if isinstance(paths, (str, Path)):
+        return [Path(paths)]
+    return [Path(p) for p in paths]
+
+
+def _rows_with_segment(path: Path) -> Iterator[dict[str, Any]]:
+    """Rows of one file, each carrying its segment's manifest fields."""
+    segment: dict[str, Any] = {}
+    for record in read_records(path):
+        kind = record.pop("kind", None)
+        if kind == "manifest":
+            segment = {k: record.get(k) for k in SEGMENT_FIELDS}
+        elif kind == "row":
+            yield {**record, **{k: v for k, v in segment.items() if k != "run_id"}}
+
+
+def _typed(frame, columns: Iterable[str]):
+    """Fixed columns, fixed dtypes: text as pandas ``string``, wall_s float64, threads Int64 (absent ones added)."""
+    for col in columns:
+        if col not in frame:
+            frame[col] = None
+    for col in STRING_COLUMNS:
+        if col in frame:
+            frame[col] = frame[col].astype("string")
+    if "wall_s" in frame:
+        frame["wall_s"] = frame["wall_s"].astype("float64")
+    if "threads" in frame:
+        frame["threads"] = frame["threads"].astype("Int64")
+    return frame
+
+
+def load(paths: str | Path | Iterable[str | Path] | None = None, root: str | Path = "results/runs"):
+    """All rows of the given files (default: every ``*.jsonl`` under ``root``) as one tidy DataFrame.
+
+    Columns: the row fields, every case param and metric, and the segment's run_id, git_sha, device,
+    device_name, threads and profile. No files → an empty frame with the fixed columns, well typed.
+    """
+    import pandas as pd
+
+    rows = [row for path in _paths(paths, root) for row in _rows_with_segment(path)]
+    fixed = ROW_FIELDS + tuple(c for c in SEGMENT_FIELDS if c not in ROW_FIELDS)
+    frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=list(fixed))
+    return _typed(frame, fixed)
+
+
+def load_manifests(paths: str | Path | Iterable[str | Path] | None = None, root: str | Path = "results/runs"):
+    """Every manifest line of the given files as a DataFrame (one row per segment; nested fields kept as dicts)."""
+    import pandas as pd
+
+    records = [{**{k: v for k, v in r.items() if k != "kind"}, "path": str(path)}
+               for path in _paths(paths, root) for r in read_records(path) if r.get("kind") == "manifest"]
+    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame(columns=[*MANIFEST_COLUMNS, "path"])
+    return _typed(frame, MANIFEST_COLUMNS)

@@ -1,0 +1,85 @@
+"""A tiny sweep for the harness tests: each case's ``kind`` says how it ends (ok, oom, sleep, sigkill, ...)."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+from bench.config import Case
+
+NAME = "fake"
+PROBE_BYTES = 256 * 2**20
+
+
+@dataclass(frozen=True)
+class Config:
+    kinds: tuple[str, ...] = ("ok", "ok", "ok")
+    time_cap_s: float = 30.0
+    seed: int = 0
+
+
+PROFILES = {"quick": Config()}
+
+
+def cases(cfg: Config):
+    """One case per entry of ``cfg.kinds``, in order; ``variant`` is the kind so summaries group by it."""
+    for i, kind in enumerate(cfg.kinds):
+        yield Case.make(NAME, i=i, variant=kind)
+
+
+def _ok(case: Case) -> dict:
+    return {"value": case["i"] ** 2, "pid": os.getpid()}
+
+
+def _oom(case: Case) -> dict:
+    import torch
+
+    torch.empty(2**29).fill_(1.0)  # 2 GiB of float32, touched
+    return {}
+
+
+def _sleep(case: Case) -> dict:
+    time.sleep(120)
+    return {}
+
+
+def _sigkill(case: Case) -> dict:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return {}
+
+
+def _unsupported(case: Case) -> dict:
+    raise NotImplementedError("this combination is not supported")
+
+
+def _error(case: Case) -> dict:
+    raise ValueError("first line\nsecond line")
+
+
+def _exit(case: Case) -> dict:
+    os._exit(3)
+
+
+def _probe(case: Case) -> dict:
+    """Peak of allocating and touching a PROBE_BYTES tensor, measured by bench.isolate.peak_bytes.
+
+    A bigger tensor is touched and freed first: under the retaining allocator policy its pages stay resident,
+    and without ``malloc_trim`` in the probe the PROBE_BYTES tensor would reuse them and read as ~0.
+    """
+    import torch
+
+    from bench.isolate import peak_bytes
+
+    torch.empty(2 * PROBE_BYTES // 4).fill_(1.0)
+
+    _, peak = peak_bytes(lambda: torch.empty(PROBE_BYTES // 4).fill_(1.0))
+    return {"peak_bytes": peak, "pid": os.getpid()}
+
+
+KINDS = {"ok": _ok, "oom": _oom, "sleep": _sleep, "sigkill": _sigkill, "unsupported": _unsupported,
+         "error": _error, "exit": _exit, "probe": _probe}
+
+
+def execute(case: Case) -> dict:
+    return KINDS[case["variant"]](case)

@@ -1,0 +1,88 @@
+"""bench.run: a sweep through the isolated worker, findings as rows, resumable after an interrupt."""
+from __future__ import annotations
+
+import pytest
+
+from bench import store
+from bench.config import ConfigError
+from bench.run import run_sweep, summary_table
+
+import fake_sweep
+
+MiB = 2**20
+
+
+def sweep(tmp_path, kinds, **kw):
+    cfg = fake_sweep.Config(kinds=tuple(kinds), time_cap_s=kw.pop("time_cap_s", 30.0))
+    return run_sweep(fake_sweep, cfg, profile="quick", out_dir=tmp_path, threads=1, mem_cap_bytes=512 * MiB, **kw)
+
+
+def test_findings_are_rows_and_each_next_case_still_runs(tmp_path):
+    kinds = ["ok", "oom", "ok", "sleep", "ok", "sigkill", "ok", "unsupported", "error", "ok"]
+    path = sweep(tmp_path, kinds, time_cap_s=2.0, extra_manifest={"gemm_peak_flops": 1.0e11})
+    assert path == tmp_path / "fake-quick-cpu.jsonl"
+    df = store.load(path).sort_values("i")
+    expected = ["ok", "oom", "ok", "timeout", "ok", "killed", "ok", "unsupported", "error", "ok"]
+    assert df.status.tolist() == expected
+    assert df.loc[df.status == "ok", "value"].tolist() == [0, 4, 16, 36, 81]
+    assert (df.threads == 1).all() and (df.device == "cpu").all() and df.run_id.nunique() == 1
+    (man,) = store.load_manifests(path).to_dict("records")
+    assert man["gemm_peak_flops"] == 1.0e11 and man["threads"] == 1 and man["mem_cap_bytes"] == 512 * MiB
+    assert man["allocator"]["mmap_max"] == 0 and man["config"]["time_cap_s"] == 2.0 and man["seeds"] == [0]
+    table = summary_table(df)
+    assert "oom" in table and "timeout" in table and "killed" in table and "total" in table
+
+
+class Interrupt:
+    """A progress callback that presses Ctrl-C after ``after`` rows."""
+
+    def __init__(self, after: int):
+        self.after, self.seen = after, 0
+
+    def __call__(self, case, outcome):
+        self.seen += 1
+        if self.seen == self.after:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_an_interrupt_equals_an_uninterrupted_run(tmp_path):
+    kinds = ["ok"] * 6
+    whole = store.load(sweep(tmp_path / "whole", kinds))
+    with pytest.raises(KeyboardInterrupt):
+        sweep(tmp_path / "parts", kinds, progress=Interrupt(after=3))
+    path = tmp_path / "parts" / "fake-quick-cpu.jsonl"
+    assert len(store.finished_case_ids(path)) == 3
+    with open(path, "a") as fh:  # a run killed mid-write leaves half a line
+        fh.write('{"kind": "row", "run_id": "x", "case_')
+    seen = []
+    sweep(tmp_path / "parts", kinds, resume=True, progress=lambda case, outcome: seen.append(case["i"]))
+    assert seen == [3, 4, 5]
+    parts = store.load(path)
+    assert sorted(parts.case_id) == sorted(whole.case_id) and not parts.case_id.duplicated().any()
+    assert parts.run_id.nunique() == 2 and len(store.load_manifests(path)) == 2
+
+
+def test_resume_of_a_finished_run_runs_nothing_and_fresh_run_rewrites(tmp_path):
+    path = sweep(tmp_path, ["ok", "ok"])
+    seen = []
+    sweep(tmp_path, ["ok", "ok"], resume=True, progress=lambda c, o: seen.append(c))
+    assert seen == [] and len(store.load(path)) == 2
+    sweep(tmp_path, ["ok"])
+    assert len(store.load(path)) == 1 and len(store.load_manifests(path)) == 1
+
+
+def test_duplicate_cases_are_a_config_error(tmp_path):
+    class Dup:
+        NAME = "dup"
+        __name__ = "dup"
+
+        @staticmethod
+        def cases(cfg):
+            return list(fake_sweep.cases(cfg)) * 2
+
+    with pytest.raises(ConfigError, match="same case twice"):
+        run_sweep(Dup, fake_sweep.Config(), profile="quick", out_dir=tmp_path)
+
+
+def test_summary_table_of_nothing():
+    assert summary_table(store.load(root="/nonexistent-dir")) == "no results"

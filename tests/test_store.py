@@ -1,0 +1,129 @@
+"""bench.store: append-only JSONL segments, tolerant reading, one tidy typed frame."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from bench import store
+from bench.config import Case
+from bench.isolate import Outcome
+
+ENV = {"torch": "2.x", "parallel_info": "ATen/Parallel: test", "threads": 2, "device_name": "Test CPU"}
+
+
+def manifest(**extra):
+    return store.manifest(sweep="fake", profile="quick", device="cpu", config={"a": 1}, seeds=[0, 1], env=ENV,
+                          extra=extra)
+
+
+def case(i: int) -> Case:
+    return Case.make("fake", i=i, variant="v" + str(i % 2))
+
+
+def write(path, n: int, *, resume=False, start=0, **extra):
+    with store.RunWriter(path, manifest(**extra), resume=resume) as writer:
+        for i in range(start, start + n):
+            writer.write(case(i), Outcome("ok", {"time_s": 0.5 * i, "peak_bytes": 1024 * i}, "", 0.1))
+        return writer.run_id
+
+
+def test_manifest_has_the_provenance_fields():
+    record = manifest(gemm_peak_flops=1e11)
+    for key in ("run_id", "utc_start", "git_sha", "git_dirty", "torch", "parallel_info", "device", "device_name",
+                "threads", "seeds", "allocator", "config"):
+        assert key in record
+    assert record["kind"] == "manifest" and record["gemm_peak_flops"] == 1e11 and record["seeds"] == [0, 1]
+    assert json.loads(json.dumps(record)) == record
+
+
+def test_environment_describes_this_process():
+    env = store.environment("cpu")
+    assert env["threads"] >= 1 and env["device_name"] and "ATen" in env["parallel_info"]
+
+
+def test_fresh_run_truncates_and_resume_appends_a_segment(tmp_path):
+    path = store.results_path(tmp_path, "fake", "quick", "cpu")
+    write(path, 3)
+    write(path, 2)
+    assert store.finished_case_ids(path) == {case(0).id, case(1).id}
+    write(path, 2, resume=True, start=2)
+    kinds = [r["kind"] for r in store.read_records(path)]
+    assert kinds == ["manifest", "row", "row", "manifest", "row", "row"]
+    assert store.finished_case_ids(path) == {case(i).id for i in range(4)}
+
+
+def test_a_truncated_last_line_is_ignored_and_cut_on_resume(tmp_path):
+    path = tmp_path / "fake-quick-cpu.jsonl"
+    write(path, 2)
+    with open(path, "a") as fh:
+        fh.write('{"kind": "row", "case_id": "trunc')
+    assert store.finished_case_ids(path) == {case(0).id, case(1).id}
+    assert len(store.load(path)) == 2
+    write(path, 1, resume=True, start=2)
+    assert len(list(store.read_records(path))) == 5 and len(store.load(path)) == 3
+
+
+def test_a_corrupt_line_in_the_middle_is_an_error(tmp_path):
+    path = tmp_path / "x.jsonl"
+    write(path, 2)
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1][:10]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="x.jsonl:2"):
+        store.load(path)
+
+
+def test_load_is_one_tidy_typed_frame_across_files_and_segments(tmp_path):
+    first = write(tmp_path / "a.jsonl", 2)
+    second = write(tmp_path / "a.jsonl", 1, resume=True, start=2)
+    write(tmp_path / "b.jsonl", 1)
+    df = store.load(root=tmp_path)
+    assert len(df) == 4
+    for col in ("run_id", "sweep", "case_id", "i", "variant", "status", "error", "wall_s", "time_s",
+                "peak_bytes", "git_sha", "device", "device_name", "threads", "profile"):
+        assert col in df.columns
+    assert "kind" not in df.columns
+    assert set(df.loc[df.i < 2, "run_id"]) >= {first} and second in set(df.run_id)
+    assert pd.api.types.is_string_dtype(df.status) and pd.api.types.is_string_dtype(df.run_id)
+    assert df.wall_s.dtype == "float64" and df.threads.dtype == "Int64"
+    assert pd.api.types.is_integer_dtype(df.peak_bytes) and pd.api.types.is_float_dtype(df.time_s)
+    assert (df.device_name == "Test CPU").all() and (df.profile == "quick").all()
+
+
+def test_load_without_files_is_empty_but_typed(tmp_path):
+    df = store.load(root=tmp_path)
+    assert len(df) == 0 and {"run_id", "status", "wall_s", "threads"} <= set(df.columns)
+    assert df.wall_s.dtype == "float64" and df.threads.dtype == "Int64"
+    assert pd.api.types.is_string_dtype(df.status)
+    assert len(store.load_manifests(root=tmp_path)) == 0
+
+
+def test_load_manifests_has_one_row_per_segment(tmp_path):
+    write(tmp_path / "a.jsonl", 1)
+    write(tmp_path / "a.jsonl", 1, resume=True, start=1, gemm_peak_flops=2e11)
+    frame = store.load_manifests(root=tmp_path)
+    assert len(frame) == 2 and frame.allocator.iloc[0]["mmap_max"] == 0
+    assert frame.gemm_peak_flops.isna().tolist() == [True, False]
+
+
+def test_metrics_colliding_with_row_fields_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="collide"):
+        store.row_record("r", case(0), Outcome("ok", {"status": 1}))
+    with pytest.raises(ValueError, match="collide"):
+        store.row_record("r", case(0), Outcome("ok", {"variant": "x"}))
+
+
+def test_numpy_scalars_and_tuples_are_written_as_json(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "n.jsonl"
+    with store.RunWriter(path, manifest()) as writer:
+        writer.write(Case.make("fake", lens=[1, 2]), Outcome("ok", {"x": np.float32(1.5), "n": np.int64(3)}))
+    row = list(store.read_records(path))[1]
+    assert (row["x"], row["n"], row["lens"]) == (1.5, 3, [1, 2])
+
+
+def test_results_path_names_sweep_profile_device(tmp_path):
+    assert store.results_path(tmp_path, "efficiency", "quick", "cuda:0").name == "efficiency-quick-cuda0.jsonl"
