@@ -9,7 +9,8 @@ import sys
 from typing import Sequence
 
 import variants
-from bench.config import ConfigError
+from bench import sweeps
+from bench.config import ConfigError, apply_overrides, parse_kv_args
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -34,12 +35,52 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str
     return "\n".join(lines)
 
 
+def sweep_config(module, profile: str, extra: Sequence[str]):
+    """The profile's Config with the command line's ``--key=value`` overrides applied (typed, validated)."""
+    if profile not in module.PROFILES:
+        raise ConfigError(f"unknown profile {profile!r} for {module.NAME}; known: {', '.join(module.PROFILES)}")
+    return apply_overrides(module.PROFILES[profile], parse_kv_args(extra))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench import store
+    from bench.run import run_sweep, summary_table
+
+    module = sweeps.get(args.sweep)
+    cfg = sweep_config(module, args.profile, args.extra)
+    device = getattr(cfg, "device", "cpu")
+    runner = getattr(module, "run", None)  # adaptive sweeps (limits) drive their own probes
+    if runner is not None:
+        path = runner(cfg, profile=args.profile, out_dir=args.out_dir, resume=args.resume)
+    else:
+        path = run_sweep(module, cfg, profile=args.profile, out_dir=args.out_dir, resume=args.resume, device=device)
+    df = store.load(path)
+    summarize = getattr(module, "summarize", None)
+    print(summarize(df) if summarize else summary_table(df))
+    print(f"\nrows: {path}")
+    return 0
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="quick", help="quick | full (each sweep defines both)")
+    p.add_argument("--resume", action="store_true", help="skip cases already in the results file")
+    p.add_argument("--out-dir", default="results/runs", help="where the JSONL results go")
+    p.set_defaults(func=cmd_run, accepts_extra=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attention-limits", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="every registered variant with its declared properties")
     p_list.add_argument("--family", choices=variants.FAMILIES)
     p_list.set_defaults(func=cmd_list)
+    p_run = sub.add_parser("run", help="run a sweep; any --key=value sets a field of the sweep's Config",
+                           epilog=f"sweeps: {', '.join(sweeps.names())}")
+    p_run.add_argument("sweep")
+    add_run_options(p_run)
+    p_limits = sub.add_parser("limits", help="largest T under a memory and a time budget, per variant")
+    add_run_options(p_limits)
+    p_limits.set_defaults(sweep="limits")
     return parser
 
 

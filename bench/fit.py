@@ -27,33 +27,36 @@ def _slope(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.polyfit(x, y, 1)[0])
 
 
-def loglog_exponent(T, y, top: int = 4, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> Estimate:
+def loglog_exponent(T, y, top: int = 4, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+                    samples=None) -> Estimate:
     """Exponent k of y ∝ T^k from a log-log least-squares slope over the ``top`` largest distinct T.
 
-    The CI comes from a pairs bootstrap over the points used (repeats at one T are separate points); resamples
-    with fewer than two distinct T are redrawn. With too few points the CI is the point itself (n says so).
+    CI: a bootstrap that resamples the fit's residuals (model scatter) and, when ``samples`` gives each point's
+    repeated measurements (e.g. timing blocks), also each point's median from its own resampled repeats
+    (measurement noise). With two points and no samples the interval is the point itself (n says so).
     """
     T, y = np.asarray(T, dtype=float), np.asarray(y, dtype=float)
+    reps = list(samples) if samples is not None else [None] * len(T)
     keep = np.isfinite(y) & (y > 0) & (T > 0)
-    T, y = T[keep], y[keep]
-    distinct = np.unique(T)
-    if len(distinct) < 2:
-        raise ValueError(f"need at least two distinct T to fit an exponent, got {len(distinct)}")
-    chosen = np.isin(T, distinct[-top:])
+    if len(np.unique(T[keep])) < 2:
+        raise ValueError(f"need at least two distinct T to fit an exponent, got {len(np.unique(T[keep]))}")
+    chosen = keep & np.isin(T, np.unique(T[keep])[-top:])
     x, z = np.log(T[chosen]), np.log(y[chosen])
-    k = _slope(x, z)
+    reps = [np.asarray(r, dtype=float) if r is not None and len(r) else None
+            for r, c in zip(reps, chosen) if c]
+    k, intercept = np.polyfit(x, z, 1)
+    resid = z - (k * x + intercept)
     rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(x), len(x))
-        if len(np.unique(x[idx])) < 2:
-            continue
-        boots.append(_slope(x[idx], z[idx]))
-    if not boots:
-        return Estimate(k, k, k, int(len(x)))
+    boots = np.empty(n_boot)
+    for b in range(n_boot):
+        zb = k * x + intercept + rng.choice(resid, len(resid), replace=True)
+        for i, r in enumerate(reps):
+            if r is not None and len(r) > 1:
+                zb[i] += np.log(np.median(rng.choice(r, len(r)))) - np.log(np.median(r))
+        boots[b] = _slope(x, zb)
     alpha = (1 - level) / 2
     lo, hi = np.quantile(boots, [alpha, 1 - alpha])
-    return Estimate(k, float(lo), float(hi), int(len(x)))
+    return Estimate(float(k), float(min(lo, k)), float(max(hi, k)), int(len(x)))
 
 
 def crossover(T, t_variant, t_reference) -> float | None:

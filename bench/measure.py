@@ -116,7 +116,7 @@ def time_callable(fn: Callable[[], Any], threads: int, min_run_time: float = 0.2
     first = timer.timeit(number=1).median
     m = timer.blocked_autorange(min_run_time=min_run_time)
     return {"first_call_s": first, "median_s": m.median, "iqr_s": m.iqr, "repeats": len(m.times),
-            "number_per_run": m.number_per_run}
+            "number_per_run": m.number_per_run, "block_times_s": [float(f"{t:.4g}") for t in m.times]}
 
 
 def peak_memory(fn: Callable[[], Any], device: str = "cpu") -> int:
@@ -155,6 +155,12 @@ def gemm_peak(threads: int, device: str = "cpu", n: int = 2048, dtype: str = "fl
     b = torch.randn(n, n, device=dev).to(DTYPES[dtype])
     t = time_callable(lambda: torch.mm(a, b), threads, min_run_time)
     return {"gemm_n": n, "gemm_median_s": t["median_s"], "gemm_peak_flops": 2 * n ** 3 / t["median_s"]}
+
+
+def gemm_calibration(case) -> dict[str, float]:
+    """Worker target: the GEMM peak for a sweep's manifest (``CALIBRATION = "bench.measure:gemm_calibration"``)."""
+    torch.set_num_threads(case["threads"])
+    return gemm_peak(case["threads"], case["device"])
 
 
 def log2_grid(lo: int, hi: int) -> tuple[int, ...]:

@@ -57,6 +57,19 @@ def _environment(worker: Worker, device: str) -> dict[str, Any]:
     return outcome.metrics
 
 
+def _calibration(worker: Worker, module: ModuleType, cfg: Any) -> dict[str, Any]:
+    """Machine constants a sweep declares (``CALIBRATION = "module:function"``, e.g. the GEMM peak), measured
+    in the same worker child as the cases and stored in the manifest."""
+    target = getattr(module, "CALIBRATION", None)
+    if target is None:
+        return {}
+    case = Case.make("calibration", device=getattr(cfg, "device", "cpu"), threads=getattr(cfg, "threads", 1))
+    outcome = worker.run(target, case, ENVIRONMENT_TIMEOUT_S)
+    if outcome.status != "ok":
+        raise RuntimeError(f"calibration {target} failed: {outcome.status}: {outcome.error}")
+    return outcome.metrics
+
+
 def _run_cases(worker: Worker, target: str, cases: Iterable[Case], time_cap_s: float, writer: store.RunWriter,
                bar, callback: ProgressCallback | None) -> None:
     """Execute and write each case in turn."""
@@ -92,7 +105,7 @@ def run_sweep(module: ModuleType, cfg: Any, *, profile: str, out_dir: str | Path
         record = store.manifest(sweep=module.NAME, profile=profile, device=device, config=cfg, seeds=seeds_of(cfg),
                                 env=_environment(worker, device),
                                 extra={"mem_cap_bytes": worker.mem_cap_bytes, "time_cap_s": time_cap_s,
-                                       **(extra_manifest or {})})
+                                       **_calibration(worker, module, cfg), **(extra_manifest or {})})
         bar = _progress_bar(None if progress is None else bool(progress) and not callback,
                             len(cases), len(cases) - len(todo), module.NAME)
         with store.RunWriter(path, record, resume=resume) as writer, bar:

@@ -114,6 +114,9 @@ def _json_default(obj: Any) -> Any:
 def row_record(run_id: str, case: Any, outcome: Outcome) -> dict[str, Any]:
     """One row line; a metric named like a case param or a row field is a sweep bug and raises ``ValueError``."""
     params = case.as_dict()
+    reserved = sorted(set(params) & {"kind", *ROW_FIELDS})
+    if reserved:
+        raise ValueError(f"case params {reserved} of sweep {case.sweep!r} shadow row fields; rename them")
     record = {"kind": "row", "run_id": run_id, "sweep": case.sweep, "case_id": case.id, **params,
               "status": outcome.status, "error": outcome.error, "wall_s": float(outcome.wall_s)}
     clash = sorted(set(outcome.metrics) & (set(record) | set(params)))

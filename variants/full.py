@@ -45,7 +45,8 @@ class NaiveAttention(Attention):
     )
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, key_valid: Tensor | None) -> Tensor:
-        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, T, D) -> (B, H, T, T)
+        # Scale q (T·D) rather than the scores (T²): one T×T buffer, not two, before the softmax.
+        scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)  # (B, H, T, D) -> (B, H, T, T)
         mask = combine_masks(q.shape[-2], self.causal, key_valid, q.device)
         if mask is not None:
             scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)

@@ -18,7 +18,10 @@ from types import ModuleType
 
 from bench.config import ConfigError
 
-SWEEPS: dict[str, str] = {}
+SWEEPS: dict[str, str] = {
+    "efficiency": "bench.sweeps.efficiency",
+    "limits": "bench.sweeps.limits",
+}
 
 
 def get(name: str) -> ModuleType:

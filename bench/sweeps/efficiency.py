@@ -17,6 +17,7 @@ from bench.measure import (DTYPES, PHASES, Shape, counted_flops, log2_grid, peak
                            time_callable)
 
 NAME = "efficiency"
+CALIBRATION = "bench.measure:gemm_calibration"  # GEMM peak, stored in the manifest
 
 
 @dataclass(frozen=True)
@@ -97,3 +98,45 @@ def execute(case: Case) -> dict[str, Any]:
 
 def config_dict(cfg: Config) -> dict[str, Any]:
     return asdict(cfg)
+
+
+def exponent_table(df, top: int = 4):
+    """Per variant × phase × causal: fitted time and memory exponents (95% CI) over the top ``top`` lengths,
+    the declared ones, and the crossover T against full_sdpa and full_naive (same phase and causal)."""
+    import pandas as pd
+
+    from bench.fit import crossover, loglog_exponent
+
+    ok = df[(df["sweep"] == NAME) & (df["status"] == "ok")]
+    rows = []
+    for (name, phase, causal), g in ok.groupby(["variant", "phase", "causal"], sort=True):
+        if g["T"].nunique() < 2:
+            continue
+        spec = variants.get(name).spec
+        row = {"variant": name, "phase": phase, "causal": bool(causal),
+               "time_exp": loglog_exponent(g["T"], g["median_s"], top=top),
+               "time_declared": spec.time_exponent,
+               "mem_exp": loglog_exponent(g["T"], g["peak_bytes"], top=top),
+               "mem_declared": spec.memory_exponent}
+        for ref in ("full_sdpa", "full_naive"):
+            r = ok[(ok["variant"] == ref) & (ok["phase"] == phase) & (ok["causal"] == causal)]
+            both = g.merge(r, on="T", suffixes=("", "_ref"))
+            row[f"crossover_{ref}"] = (crossover(both["T"], both["median_s"], both["median_s_ref"])
+                                       if name != ref and len(both) >= 2 else None)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarize(df) -> str:
+    """One screen: exponents with CIs and crossovers for the forward and forward+backward phases."""
+    table = exponent_table(df)
+    if table.empty:
+        from bench.run import summary_table
+
+        return summary_table(df)
+    table = table[table["phase"] != "train_step"].copy()
+    for col in ("time_exp", "mem_exp"):
+        table[col] = table[col].map(str)
+    for col in ("crossover_full_sdpa", "crossover_full_naive"):
+        table[col] = table[col].map(lambda x: "-" if x is None or x != x else f"{x:.0f}")
+    return table.to_string(index=False)

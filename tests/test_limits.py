@@ -1,0 +1,41 @@
+import pytest
+
+from bench.config import ConfigError, apply_overrides
+from bench.sweeps import limits
+
+
+def probe_below(limit):
+    seen = []
+
+    def probe(T):
+        seen.append(T)
+        return T <= limit
+    return probe, seen
+
+
+@pytest.mark.parametrize("limit", [1500, 4096, 5000, 100_000])
+def test_search_brackets_the_limit(limit):
+    probe, seen = probe_below(limit)
+    lo, hi = limits.search(probe, start=1024, max_t=2 ** 20, grid=256, steps=4)
+    assert lo <= limit < hi
+    assert hi - lo <= max(256, hi // 8)
+    assert len(seen) == len(set(seen))
+
+
+def test_search_reports_censoring_both_ways():
+    probe, _ = probe_below(10 ** 9)
+    assert limits.search(probe, 1024, 8192, 256, 4) == (8192, None)
+    probe, _ = probe_below(100)
+    lo, hi = limits.search(probe, 1024, 8192, 256, 4)
+    assert lo == 64 and hi == 128
+    probe, _ = probe_below(0)
+    assert limits.search(probe, 4, 8192, 256, 4) == (None, 1)
+
+
+def test_bad_limits_flags_are_one_line_errors():
+    with pytest.raises(ConfigError, match="64 MiB"):
+        apply_overrides(limits.PROFILES["quick"], {"mem-budget-bytes": "1000"})
+    with pytest.raises(ConfigError, match="unknown budget"):
+        apply_overrides(limits.PROFILES["quick"], {"budgets": "memory,speed"})
+    with pytest.raises(ConfigError, match="start-t"):
+        apply_overrides(limits.PROFILES["quick"], {"start-t": "0"})
