@@ -61,6 +61,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import build_report
+
+    print(f"report: {build_report(args.results_root, args.out_dir)}")
+    return 0
+
+
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="quick", help="quick | full (each sweep defines both)")
     p.add_argument("--resume", action="store_true", help="skip cases already in the results file")
@@ -81,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_limits = sub.add_parser("limits", help="largest T under a memory and a time budget, per variant")
     add_run_options(p_limits)
     p_limits.set_defaults(sweep="limits")
+    p_report = sub.add_parser("report", help="figures, report.md and a self-contained index.html from results/")
+    p_report.add_argument("--results-root", default="results/runs")
+    p_report.add_argument("--out-dir", default="reports")
+    p_report.set_defaults(func=cmd_report)
     return parser
 
 
