@@ -21,6 +21,7 @@ from bench.config import ConfigError
 SWEEPS: dict[str, str] = {
     "efficiency": "bench.sweeps.efficiency",
     "limits": "bench.sweeps.limits",
+    "approximation": "bench.sweeps.approximation",
 }
 
 

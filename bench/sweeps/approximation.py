@@ -1,0 +1,312 @@
+"""How far is each approximate variant's output from exact softmax attention, as a function of T and its budget r?
+
+No training: every case builds q, k, v from a seed, runs one variant forward (non-causal, no padding) and compares
+with ``variants.reference_attention`` computed in float64 on the very same inputs. Metrics per case: the relative
+Frobenius error ``‖out − ref‖ / ‖ref‖`` over the whole (B, H, T, D) output, the max absolute error, and the
+exact attention's mean row entropy (nats) and mean row max-probability, which quantify the input regime.
+
+Budgets r (``BUDGET_PARAM``): linear_performer ``n_features``, low_rank_linformer ``k``, low_rank_nystrom
+``landmarks``, sparse_window and sparse_bigbird ``window`` (BigBird's ``block_size`` is ``min(bigbird_block, r)``,
+its other params at their defaults). linear_elu has no budget: it is one case per T with ``budget = None``; it is a
+different kernel (elu(x)+1 feature map), not an approximation of softmax that converges as anything grows. Exact
+variants (full_*), when named explicitly, also run budgetless and show the rounding floor.
+
+Grid decisions:
+- Per T, the budgets are ``cfg.budgets`` restricted to r <= T, plus r = T itself (the exactness limit for the
+  sparse and Nyström variants). Budgets above T are skipped, not clamped: clamped, they would repeat the r = T
+  point (Nyström uses min(landmarks, T), a window >= T - 1 is already dense), and beyond T no variant is cheaper
+  than exact attention. Nyström landmarks above ``max_landmarks`` are skipped too: its m × m pseudo-inverse costs
+  8·pinv_iters·m³ FLOPs, ~10 minutes per case at m = 4096 in float64 on 2 cores.
+- low_rank_nystrom is swept over ``pinv_iters`` as well: the default 6 iterations of the paper's iteration do
+  not converge at m ~ T (relative error ~0.1–0.2 at landmarks = T), 30 do (~1e-12 in float64). Below m = T the
+  converged pseudo-inverse is much worse than 6 iterations (the landmark kernel A is ill-conditioned and the
+  truncated iteration acts as a regulariser), so both are kept.
+- low_rank_linformer's E, F are learned in a real model; here they are as initialised, i.i.d. N(0, 1/k) (random
+  Johnson–Lindenstrauss projections, drawn from the case seed), ``init = "normal"``. With ``identity_check`` one
+  extra case per (T, regime, seed) at k = T uses E = F = I (``init = "identity"``), exact by construction.
+- Random parts of the variants (Performer features, BigBird random blocks, Linformer projections) are drawn from
+  the case's seed, so the spread over seeds covers both the inputs and the variant's own randomness.
+- ``dtype`` is float64 by default, so the error is the approximation's alone: at the exactness limits it is
+  ~1e-13 (sparse, Nyström with converged pinv, Linformer identity). In float32 the limits sit at ~1e-7, except
+  Nyström's pseudo-inverse iteration, which floors at ~5e-5.
+
+Regimes (``REGIMES``): "random": q, k, v i.i.d. N(0, 1), exact attention is diffuse (entropy ≈ ln T − 0.5).
+In this regime the exact output is an average of many v rows, so its RMS (``ref_rms``) is small and a relative
+error above 1 is common. Performer's relative variance grows like exp(‖q‖²/√D + ‖k‖²/√D): with unit-normal q, k
+and D = 32 it does not converge for r <= T; ``input_scale`` (q and k multiplied, e.g. 0.4) moves into the range
+where its error falls like 1/√r.
+"peaked": the same draws with q multiplied by ``peak_scale`` (a softmax temperature 1/peak_scale); with the
+default 8 and D = 32 the exact rows have mean entropy ≈ 1 nat and mean max-probability ≈ 0.7 at T = 256..4096:
+near one-hot, at a random position. ``q_scale`` is stored in every case.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterator
+
+import torch
+
+import variants
+from bench.config import Case, ConfigError
+from bench.measure import DTYPES, log2_grid, resolve_device
+
+NAME = "approximation"
+REGIMES = ("random", "peaked")
+LINFORMER_INITS = ("normal", "identity")
+
+# The parameter each variant's budget r sets; None: the variant has no budget (one case per T).
+BUDGET_PARAM: dict[str, str | None] = {
+    "linear_performer": "n_features",
+    "linear_elu": None,
+    "low_rank_linformer": "k",
+    "low_rank_nystrom": "landmarks",
+    "sparse_window": "window",
+    "sparse_bigbird": "window",
+}
+
+# Smallest budget at which theory says the variant equals softmax attention (None: no budget does).
+EXACT_LIMIT: dict[str, Callable[[Case], int | None]] = {
+    "sparse_window": lambda c: c["T"] - 1,  # reach |i - j| <= w covers every pair once w >= T - 1
+    "sparse_bigbird": lambda c: c["T"] - 1,
+    "low_rank_nystrom": lambda c: c["T"],  # one token per landmark: F·A⁺·B = P·P⁺·P = P, once A⁺ has converged
+    "low_rank_linformer": lambda c: c["T"] if c["init"] == "identity" else None,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    variants: tuple[str, ...] = ()  # empty: every registered variant whose spec is not exact
+    seq_lens: tuple[int, ...] = (256, 1024)
+    budgets: tuple[int, ...] = log2_grid(8, 4096)  # shared r grid; per T only r <= T, plus r = T
+    regimes: tuple[str, ...] = REGIMES
+    seeds: tuple[int, ...] = (0, 1, 2)
+    pinv_iters: tuple[int, ...] = (6, 30)  # low_rank_nystrom only: the default 6, and converged
+    max_landmarks: int = 2048  # low_rank_nystrom: larger budgets skipped (m³ pseudo-inverse)
+    identity_check: bool = True  # low_rank_linformer: add k = T with E = F = I
+    bigbird_block: int = 32  # sparse_bigbird block_size = min(bigbird_block, window)
+    peak_scale: float = 8.0  # "peaked" regime: q multiplied by this
+    input_scale: float = 1.0  # q and k multiplied by this in every regime (the Performer's convergence knob)
+    batch: int = 1
+    heads: int = 2
+    head_dim: int = 32
+    dtype: str = "float64"
+    device: str = "cpu"
+    threads: int = 2
+    time_cap_s: float = 300.0
+
+    def validate(self) -> None:
+        """Raise ConfigError on the first problem, in one line."""
+        self._validate_names()
+        self._validate_grids()
+        self._validate_scalars()
+
+    def _validate_names(self) -> None:
+        for name in self.variants:
+            try:
+                variants.get(name)
+            except variants.UnknownVariantError as exc:
+                raise ConfigError(str(exc)) from None
+        unknown = sorted(set(self.regimes) - set(REGIMES))
+        if unknown or not self.regimes:
+            raise ConfigError(f"unknown or no regime(s) {', '.join(unknown)}; known: {', '.join(REGIMES)}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"unknown dtype {self.dtype!r}; known: {', '.join(DTYPES)}")
+        try:
+            resolve_device(self.device)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def _validate_grids(self) -> None:
+        for label in ("seq_lens", "budgets", "pinv_iters"):
+            values = getattr(self, label)
+            if not values or any(v < 1 for v in values):
+                raise ConfigError(f"--{label.replace('_', '-')} must be positive, got {values}")
+        if not self.seeds or any(s < 0 for s in self.seeds):
+            raise ConfigError(f"--seeds must be >= 0, got {self.seeds}")
+
+    def _validate_scalars(self) -> None:
+        for label in ("max_landmarks", "bigbird_block", "batch", "heads", "head_dim", "threads"):
+            if getattr(self, label) < 1:
+                raise ConfigError(f"--{label.replace('_', '-')} must be >= 1")
+        for label in ("peak_scale", "input_scale", "time_cap_s"):
+            if not getattr(self, label) > 0:
+                raise ConfigError(f"--{label.replace('_', '-')} must be > 0")
+
+
+PROFILES = {
+    "quick": Config(),
+    "full": Config(seq_lens=(256, 1024, 4096), seeds=(0, 1, 2, 3, 4), time_cap_s=900.0),
+}
+
+
+# ------------------------------------------------------------------------------------------------------ the grid
+
+def selected_variants(cfg: Config) -> tuple[str, ...]:
+    """cfg.variants, or every registered variant that is not exact."""
+    return cfg.variants or tuple(n for n in variants.names() if not variants.get(n).spec.exact)
+
+
+def budget_name(variant: str) -> str | None:
+    """The variant parameter the budget sets; None for budgetless (exact, linear_elu, or not in BUDGET_PARAM)."""
+    return BUDGET_PARAM.get(variant)
+
+
+def budget_grid(cfg: Config, variant: str, T: int) -> list[int | None]:
+    """Budgets to run at length T: cfg.budgets ∩ [1, T] plus T itself; [None] for a budgetless variant."""
+    param = budget_name(variant)
+    if param is None:
+        return [None]
+    cap = min(T, cfg.max_landmarks) if param == "landmarks" else T
+    return sorted({r for r in (*cfg.budgets, T) if r <= cap})
+
+
+def _nystrom_extra(cfg: Config, T: int, budget: int | None) -> list[dict[str, Any]]:
+    return [{"pinv_iters": n} for n in sorted(set(cfg.pinv_iters))]
+
+
+def _bigbird_extra(cfg: Config, T: int, budget: int | None) -> list[dict[str, Any]]:
+    return [{"block_size": min(cfg.bigbird_block, budget)}]
+
+
+def _linformer_extra(cfg: Config, T: int, budget: int | None) -> list[dict[str, Any]]:
+    identity = cfg.identity_check and budget == T
+    return [{"init": init} for init in LINFORMER_INITS if init == "normal" or identity]
+
+
+# Per-variant extra case keys, one dict per case to yield (keys named after the variant's params, or "init").
+EXTRA_PARAMS: dict[str, Callable[[Config, int, int | None], list[dict[str, Any]]]] = {
+    "low_rank_nystrom": _nystrom_extra,
+    "sparse_bigbird": _bigbird_extra,
+    "low_rank_linformer": _linformer_extra,
+}
+
+
+def extra_params(cfg: Config, variant: str, T: int, budget: int | None) -> list[dict[str, Any]]:
+    """The extra-key dicts for one (variant, T, budget): [{}] for a variant without extras."""
+    fn = EXTRA_PARAMS.get(variant)
+    return [{}] if fn is None else fn(cfg, T, budget)
+
+
+def cases(cfg: Config) -> Iterator[Case]:
+    """One Case per (T, regime, seed, variant, budget[, pinv_iters | init]), shortest T first."""
+    shape = dict(B=cfg.batch, H=cfg.heads, D=cfg.head_dim, dtype=cfg.dtype, device=cfg.device, threads=cfg.threads)
+    for T in sorted(set(cfg.seq_lens)):
+        for regime in cfg.regimes:
+            q_scale = cfg.input_scale * (cfg.peak_scale if regime == "peaked" else 1.0)
+            for seed in cfg.seeds:
+                for name in selected_variants(cfg):
+                    for budget in budget_grid(cfg, name, T):
+                        for extra in extra_params(cfg, name, T, budget):
+                            yield Case.make(NAME, variant=name, T=T, budget=budget, regime=regime, seed=seed,
+                                            q_scale=q_scale, k_scale=cfg.input_scale, **shape, **extra)
+
+
+def config_dict(cfg: Config) -> dict[str, Any]:
+    return asdict(cfg)
+
+
+# ------------------------------------------------------------------------------------------------- measurement
+
+def make_inputs(case: Case) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v (B, H, T, D) i.i.d. N(0, 1) from the case seed, q and k scaled by ``q_scale``, ``k_scale``; in the
+    case dtype and device."""
+    gen = torch.Generator().manual_seed(case["seed"])
+    shape = (case["B"], case["H"], case["T"], case["D"])
+    q, k, v = (torch.randn(shape, generator=gen, dtype=torch.float64) for _ in range(3))
+    dev, dtype = resolve_device(case["device"]), DTYPES[case["dtype"]]
+    return (q * case["q_scale"]).to(dev, dtype), (k * case["k_scale"]).to(dev, dtype), v.to(dev, dtype)
+
+
+def attention_stats(q: torch.Tensor, k: torch.Tensor, chunk: int = 512) -> dict[str, float]:
+    """Mean row entropy (nats) and mean row max-probability of exact softmax(qkᵀ/√D), float64, query chunks."""
+    kd = k.double().transpose(-2, -1)  # (B, H, D, T)
+    ent, pmax = 0.0, 0.0
+    for start in range(0, q.shape[-2], chunk):
+        scores = q[..., start:start + chunk, :].double() @ kd / math.sqrt(q.shape[-1])  # (B, H, c, T)
+        logp = scores.log_softmax(dim=-1)
+        p = logp.exp()
+        ent += float(-(p * logp).sum(dim=-1).sum())
+        pmax += float(p.amax(dim=-1).sum())
+    rows = q.numel() // q.shape[-1]
+    return {"ref_entropy": ent / rows, "ref_max_prob": pmax / rows}
+
+
+def variant_params(case: Case) -> dict[str, Any]:
+    """The variant's constructor params: its budget, then any case key named after one of its params (seed,
+    pinv_iters, block_size), so variant randomness follows the case seed."""
+    spec = variants.get(case["variant"]).spec
+    params = {key: case[key] for key in spec.default_params if case.get(key) is not None}
+    param = budget_name(case["variant"])
+    if param is not None:
+        params[param] = case["budget"]
+    return params
+
+
+def build(case: Case) -> variants.Attention:
+    """The variant for this case, on the case device and dtype; Linformer's E, F drawn from the case seed."""
+    name = case["variant"]
+    if not variants.get(name).spec.exact and name not in BUDGET_PARAM:
+        raise NotImplementedError(f"{NAME}: no budget parameter known for {name}; add it to BUDGET_PARAM")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(case["seed"])
+        attn = variants.create(name, d_head=case["D"], n_heads=case["H"], causal=False, max_seq_len=case["T"],
+                               **variant_params(case))
+    attn = attn.to(device=resolve_device(case["device"]), dtype=DTYPES[case["dtype"]])
+    if case.get("init") == "identity":
+        attn.identity_projections_()
+    return attn
+
+
+def attended_fraction(attn: variants.Attention, T: int) -> float | None:
+    """Fraction of the T×T (query, key) pairs a sparse variant attends to; None for dense-support variants."""
+    pattern = getattr(attn, "pattern", None)
+    return None if pattern is None else float(pattern(T).double().mean())
+
+
+def exactness(case: Case) -> dict[str, Any]:
+    """The budget where theory says the variant is exact (None: never) and whether this case reaches it."""
+    limit = EXACT_LIMIT.get(case["variant"], lambda c: None)(case)
+    exact = variants.get(case["variant"]).spec.exact
+    reached = exact or (limit is not None and case["budget"] is not None and case["budget"] >= limit)
+    return {"exact_limit": limit, "at_exact_limit": bool(reached)}
+
+
+def errors(out: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
+    """Relative Frobenius error over the whole output, the max absolute error, and the reference's RMS (the scale
+    the relative error divides by: small when attention is diffuse, as the output is then an average of many v)."""
+    diff = out.double() - ref
+    return {"rel_error": float(diff.norm() / ref.norm()), "max_abs_error": float(diff.abs().max()),
+            "ref_rms": float(ref.norm() / math.sqrt(ref.numel()))}
+
+
+def execute(case: Case) -> dict[str, Any]:
+    """One forward of one variant against float64 exact attention on the same inputs."""
+    torch.set_num_threads(case["threads"])
+    attn = build(case)
+    q, k, v = make_inputs(case)
+    with torch.no_grad():
+        out = attn(q, k, v)
+        ref = variants.reference_attention(q.double(), k.double(), v.double())
+        row = {**errors(out, ref), **attention_stats(q, k)}
+        row["attended_fraction"] = attended_fraction(attn, case["T"])
+    row["budget_name"] = budget_name(case["variant"])
+    return {**row, **exactness(case)}
+
+
+# ----------------------------------------------------------------------------------------------------- summary
+
+GROUP_KEYS = ("variant", "regime", "T", "budget_name", "budget", "pinv_iters", "init")
+
+
+def summarize(df: Any) -> Any:
+    """Mean ± std over seeds of rel_error (and means of the rest) per variant × regime × T × budget (× Nyström
+    pinv_iters, × Linformer init). Rows whose status is not "ok" are left out; ``n`` counts the seeds used."""
+    if "status" in df.columns:
+        df = df[df["status"] == "ok"]
+    keys = [key for key in GROUP_KEYS if key in df.columns]
+    grouped = df.groupby(keys, dropna=False, sort=True)
+    table = grouped.agg(rel_error=("rel_error", "mean"), rel_error_std=("rel_error", "std"),
+                        max_abs_error=("max_abs_error", "mean"), ref_entropy=("ref_entropy", "mean"),
+                        at_exact_limit=("at_exact_limit", "all"), n=("rel_error", "size"))
+    return table.reset_index()
