@@ -61,6 +61,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_all(args: argparse.Namespace) -> int:
+    """The main job: every sweep's profile in turn (resumable), then the report."""
+    import time
+
+    for name in sweeps.MAIN_JOB:
+        start = time.monotonic()
+        print(f"== {name} ({args.profile})", flush=True)
+        sub = argparse.Namespace(sweep=name, profile=args.profile, out_dir=args.out_dir, resume=args.resume,
+                                 extra=[])
+        cmd_run(sub)
+        print(f"== {name}: {time.monotonic() - start:.0f} s", flush=True)
+    return cmd_report(argparse.Namespace(results_root=args.out_dir, out_dir=args.report_dir))
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import build_report
 
@@ -88,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_limits = sub.add_parser("limits", help="largest T under a memory and a time budget, per variant")
     add_run_options(p_limits)
     p_limits.set_defaults(sweep="limits")
+    p_all = sub.add_parser("all", help="the main job: every sweep's quick (or full) profile, then the report")
+    p_all.add_argument("--profile", default="quick")
+    p_all.add_argument("--resume", action="store_true")
+    p_all.add_argument("--out-dir", default="results/runs")
+    p_all.add_argument("--report-dir", default="reports")
+    p_all.set_defaults(func=cmd_all)
     p_report = sub.add_parser("report", help="figures, report.md and a self-contained index.html from results/")
     p_report.add_argument("--results-root", default="results/runs")
     p_report.add_argument("--out-dir", default="reports")

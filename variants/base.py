@@ -227,6 +227,18 @@ def masked_softmax_av(scores: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
     return p @ v
 
 
+def softmax_av(scores: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    """softmax(scores)·v for variants: masked entries get the dtype's most negative finite value, in place, so
+    only the scores and the probabilities are alive at the peak (``masked_softmax_av`` holds ~3 such buffers).
+
+    A row with no allowed entry is uniform over its entries (finite); the interface leaves such rows unspecified.
+    ``scores`` must be a fresh temporary (it is overwritten).
+    """
+    if mask is not None:
+        scores = scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
+    return scores.softmax(dim=-1) @ v
+
+
 def reference_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False,
                         key_valid: Tensor | None = None, dtype: torch.dtype = torch.float64) -> Tensor:
     """Exact softmax attention computed naively in ``dtype`` (float64 by default); returns q's dtype.

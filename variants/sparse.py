@@ -7,18 +7,20 @@ gathered into (B, H, nb, nk, D) tiles, scores are (B, H, nb, b, nk), and an exac
 applies the band, causality, the sequence end, ``key_valid`` and de-duplication. Time and memory are
 O(T · nk) = O(T · w) for a fixed pattern, which is what the suite is meant to measure.
 
-Masked entries get -inf and fully masked rows give zeros (``base.masked_softmax_av``), like
-``reference_attention``.
+Masked entries get the most negative finite value before one fused softmax (``base.softmax_av``): scores and
+probabilities are the only tile-sized buffers alive at once. A row with no allowed key (only padding queries
+can have one) is uniform over its tile, finite, as the interface allows.
 """
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Attention, AttentionSpec, Paper, check_positive, masked_softmax_av, register
+from .base import Attention, AttentionSpec, Paper, check_positive, register, softmax_av
 
 LONGFORMER = Paper("Longformer: The Long-Document Transformer", 2020, "2004.05150")
 BIGBIRD = Paper("Big Bird: Transformers for Longer Sequences", 2020, "2007.14062")
@@ -134,6 +136,18 @@ def build_layout(T: int, b: int, window: int, causal: bool, n_global: int = 0,
     return kpos, allow
 
 
+def memo_layout(module: torch.nn.Module, T: int, device: torch.device | None,
+                build: Callable[[], tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """The layout depends only on (T, device) for a built module: build it once, not on every forward."""
+    cache = module.__dict__.setdefault("_layouts", {})
+    key = (T, str(device))
+    if key not in cache:
+        if len(cache) >= 16:
+            cache.clear()
+        cache[key] = build()
+    return cache[key]
+
+
 def dense_pattern(kpos: Tensor, allow: Tensor, T: int) -> Tensor:
     """(T, T) bool scattered from a layout: for tests and pictures only (it is O(T²) on purpose)."""
     nb, b, nk = allow.shape
@@ -162,13 +176,13 @@ def tile_attend(q: Tensor, k: Tensor, v: Tensor, key_valid: Tensor | None, kpos:
     mask = allow
     if key_valid is not None:
         mask = allow & key_valid.index_select(1, flat).reshape(B, 1, nb, 1, nk)  # (B, T) -> (B, 1, nb, 1, nk)
-    out = masked_softmax_av(scores, vt, mask)  # (B, H, nb, b, D)
+    out = softmax_av(scores, vt, mask)  # (B, H, nb, b, D)
     return out.reshape(B, H, nb * b, D)[:, :, :T]  # (B, H, nb, b, D) -> (B, H, T, D)
 
 
 def _tile_memory(B: int, H: int, D: int, nb: int, b: int, nk: int, elem_bytes: int) -> int:
-    """Peak of ``tile_attend``: padded q, k/v tiles, scores + masked scores + probabilities, output; bool mask."""
-    elems = B * H * nb * (2 * b * D + 2 * nk * D + 3 * b * nk)
+    """Peak of ``tile_attend``: padded q, k/v tiles, scores + probabilities, output; bool mask."""
+    elems = B * H * nb * (2 * b * D + 2 * nk * D + 2 * b * nk)
     return elems * elem_bytes + 2 * nb * b * nk
 
 
@@ -216,7 +230,7 @@ class WindowAttention(Attention):
         """Key positions (nb, nk) and allow-mask (nb, b, nk) for length T."""
         w = self.params["window"]
         b, _, _ = _geometry(T, w, w)
-        return build_layout(T, b, w, self.causal, device=device)
+        return memo_layout(self, T, device, lambda: build_layout(T, b, w, self.causal, device=device))
 
     def pattern(self, T: int) -> Tensor:
         """(T, T) bool: which keys each query may see. For tests only."""
@@ -295,8 +309,10 @@ class BigBirdAttention(Attention):
         p = self.params
         b, nb, r, slots, g = _bigbird_shape(T, self.causal, p["block_size"], p["window"], p["n_global"],
                                             p["n_random"])
-        rand = _random_blocks(nb, r, g // b, self.causal, slots, p["seed"]) if slots else None
-        return build_layout(T, b, p["window"], self.causal, g, rand, device)
+        def build() -> tuple[Tensor, Tensor]:
+            rand = _random_blocks(nb, r, g // b, self.causal, slots, p["seed"]) if slots else None
+            return build_layout(T, b, p["window"], self.causal, g, rand, device)
+        return memo_layout(self, T, device, build)
 
     def pattern(self, T: int) -> Tensor:
         """(T, T) bool: which keys each query may see, global query rows included. For tests only."""
@@ -317,4 +333,4 @@ class BigBirdAttention(Attention):
         """The g global queries attend densely to all T keys: (B, H, g, D), O(g·T)."""
         scores = (qg * (1.0 / math.sqrt(qg.shape[-1]))) @ k.transpose(-2, -1)  # -> (B, H, g, T)
         mask = None if key_valid is None else key_valid[:, None, None, :]  # (B, T) -> (B, 1, 1, T)
-        return masked_softmax_av(scores, v, mask)
+        return softmax_av(scores, v, mask)

@@ -22,7 +22,11 @@ SWEEPS: dict[str, str] = {
     "efficiency": "bench.sweeps.efficiency",
     "limits": "bench.sweeps.limits",
     "approximation": "bench.sweeps.approximation",
+    "peers": "bench.sweeps.peers",
 }
+
+# What `attention-limits all` runs, in order (peers needs the optional `peers` extra and runs on its own).
+MAIN_JOB: tuple[str, ...] = ("efficiency", "limits", "approximation")
 
 
 def get(name: str) -> ModuleType:

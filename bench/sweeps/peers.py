@@ -1,0 +1,169 @@
+"""Are our variants at least as fast, and no hungrier, than the widely used public PyTorch implementations of the
+same methods?
+
+One case per (peer, T, phase, impl): ``impl="ours"`` times our variant, ``impl="peer"`` the public implementation
+configured to compute the same thing (``bench.peers``), on identical inputs, with the same harness: steady-state
+time (``bench.measure.time_callable``) and peak memory (``bench.measure.peak_memory``, in the isolated worker).
+The two impls of a pair run next to each other so machine drift hits both alike; compare them only as ratios
+within one run (``summarize``).
+
+Peer rows also carry the like-for-like check: ``rel_err`` / ``max_abs_err`` between ours and the peer on the
+timing inputs, ``grad_rel_err`` for forward_backward, ``rel_err_small_logits`` with q, k scaled by
+``agree_qk_scale`` (FAVOR+ on unit-normal D=64 inputs is in its high-variance regime, where the peer's feature
+eps dominates; scaled down, both estimate softmax well and the comparison shows whether they compute the same),
+and each side's error against exact softmax on the first queries (``ours_vs_full``, ``peer_vs_full``).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from bench import peers
+from bench.config import Case, ConfigError
+from bench.measure import DTYPES, Shape, make_qkv, peak_memory, resolve_device, time_callable
+
+NAME = "peers"
+PHASES = ("forward", "forward_backward")
+IMPLS = ("ours", "peer")
+
+
+@dataclass(frozen=True)
+class Config:
+    peers: tuple[str, ...] = ()  # empty: every registered peer (those not installed give unsupported rows)
+    seq_lens: tuple[int, ...] = (1024, 2048, 4096)
+    phases: tuple[str, ...] = PHASES
+    batch: int = 1
+    heads: int = 4
+    head_dim: int = 64
+    dtype: str = "float32"
+    device: str = "cpu"
+    threads: int = 2
+    min_run_time: float = 0.2
+    time_cap_s: float = 120.0
+    seed: int = 0
+    agree_qk_scale: float = 0.25
+
+    def validate(self) -> None:
+        for name in self.peers:
+            if name not in peers.PEERS:
+                raise ConfigError(f"unknown peer {name!r}; known: {', '.join(peers.names())}")
+        if not self.seq_lens or any(t <= 0 for t in self.seq_lens):
+            raise ConfigError(f"sequence lengths must be positive, got {self.seq_lens}")
+        unknown = sorted(set(self.phases) - set(PHASES))
+        if unknown:
+            raise ConfigError(f"unknown phase(s) {', '.join(unknown)}; known: {', '.join(PHASES)}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"unknown dtype {self.dtype!r}; known: {', '.join(DTYPES)}")
+        try:
+            resolve_device(self.device)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        for label in ("batch", "heads", "head_dim", "threads"):
+            if getattr(self, label) < 1:
+                raise ConfigError(f"--{label.replace('_', '-')} must be >= 1")
+        if self.min_run_time <= 0 or self.agree_qk_scale <= 0:
+            raise ConfigError("--min-run-time and --agree-qk-scale must be > 0")
+
+
+PROFILES = {
+    "quick": Config(),
+    "full": Config(seq_lens=(1024, 2048, 4096, 8192, 16384), min_run_time=1.0, time_cap_s=600.0),
+}
+
+
+def cases(cfg: Config) -> Iterator[Case]:
+    """T outermost; the ours/peer pair of each (peer, phase) adjacent."""
+    names = cfg.peers or tuple(peers.names())
+    for T in sorted(cfg.seq_lens):
+        for name in names:
+            for phase in cfg.phases:
+                for impl in IMPLS:
+                    yield Case.make(NAME, peer=name, variant=peers.get(name).ours, T=T, phase=phase, impl=impl,
+                                    B=cfg.batch, H=cfg.heads, D=cfg.head_dim, dtype=cfg.dtype, device=cfg.device,
+                                    threads=cfg.threads, min_run_time=cfg.min_run_time, seed=cfg.seed,
+                                    agree_qk_scale=cfg.agree_qk_scale)
+
+
+def shape_of(case: Case) -> Shape:
+    return Shape(case["B"], case["H"], case["T"], case["D"], case["dtype"], case["device"], False)
+
+
+def phase_fn(module: nn.Module, shape: Shape, phase: str, seed: int) -> Callable[[], Any]:
+    """The same harness for both impls: inputs built here, outside the timing; forward under inference_mode;
+    forward_backward is ``out.sum().backward()`` with every gradient (inputs and parameters) dropped after."""
+    q, k, v = make_qkv(shape, seed, requires_grad=phase == "forward_backward")
+    if phase == "forward":
+        def forward() -> Tensor:
+            with torch.inference_mode():
+                return module(q, k, v)
+        return forward
+    if phase != "forward_backward":
+        raise ValueError(f"unknown phase {phase!r}; known: {', '.join(PHASES)}")
+    leaves = [q, k, v, *module.parameters()]
+
+    def forward_backward() -> None:
+        module(q, k, v).sum().backward()
+        for t in leaves:
+            t.grad = None
+    return forward_backward
+
+
+def execute(case: Case) -> dict[str, Any]:
+    """Runs inside the worker child: time, then peak memory, then (peer rows) agreement with ours."""
+    spec = peers.get(case["peer"])
+    peers.require(spec)  # ours is measured only beside an installed peer: the question is the ratio
+    shape = shape_of(case)
+    torch.set_num_threads(case["threads"])
+    build = peers.build_ours if case["impl"] == "ours" else peers.build_peer
+    module = build(spec, shape)
+    fn = phase_fn(module, shape, case["phase"], case["seed"])
+    out: dict[str, Any] = time_callable(fn, case["threads"], case["min_run_time"])
+    out["peak_bytes"] = peak_memory(fn, shape.device)
+    out["peer_requirement"] = spec.requirement
+    out["peer_installed"] = peers.installed_version(spec)
+    if case["impl"] == "peer":
+        grads = case["phase"] == "forward_backward"
+        out.update(peers.agreement(spec, shape, seed=case["seed"], grads=grads))
+        small = peers.agreement(spec, shape, seed=case["seed"], qk_scale=case["agree_qk_scale"])
+        out["rel_err_small_logits"] = small["rel_err"]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------- summary
+
+PAIR_KEYS = ("peer", "variant", "T", "phase")
+AGREEMENT = ("rel_err", "grad_rel_err", "rel_err_small_logits", "ours_vs_full", "peer_vs_full")
+
+
+def summarize(df: Any) -> Any:
+    """One row per (peer, variant, T, phase): median seconds and peak bytes of ours and the peer, the ratios
+    ours/peer (< 1: ours is faster / smaller), and the peer row's agreement columns. Only "ok" rows are used; a
+    pair missing either side has NaN ratios."""
+    import pandas as pd
+
+    if "status" in df.columns:
+        df = df[df["status"] == "ok"]
+    keys = list(PAIR_KEYS)
+    if df.empty:
+        return pd.DataFrame(columns=[*keys, "time_ours_s", "time_peer_s", "time_ratio", "bytes_ours",
+                                     "bytes_peer", "bytes_ratio"])
+    wide = df.pivot_table(index=keys, columns="impl", values=["median_s", "peak_bytes"], aggfunc="median")
+    table = pd.DataFrame(index=wide.index)
+    for metric, label in (("median_s", "time"), ("peak_bytes", "bytes")):
+        ours = wide[(metric, "ours")] if (metric, "ours") in wide else float("nan")
+        peer = wide[(metric, "peer")] if (metric, "peer") in wide else float("nan")
+        suffix = "_s" if label == "time" else ""
+        table[f"{label}_ours{suffix}"], table[f"{label}_peer{suffix}"] = ours, peer
+        table[f"{label}_ratio"] = ours / peer
+    agree = [c for c in AGREEMENT if c in df.columns]
+    if agree:
+        peer_rows = df[df["impl"] == "peer"].groupby(keys)[agree].median()
+        table = table.join(peer_rows)
+    return table.reset_index()
+
+
+def config_dict(cfg: Config) -> dict[str, Any]:
+    return asdict(cfg)
