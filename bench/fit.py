@@ -116,9 +116,14 @@ def _fit_power_law_once(D: np.ndarray, err: np.ndarray, n_grid: int = 200) -> tu
     return best[1], best[2], best[3]
 
 
-def fit_power_law(D, err, n_boot: int = 300, level: float = 0.95, seed: int = 0) -> PowerLaw:
-    """Fit error(D) = a·D^(−alpha) + c; points may repeat D (one per seed). Pairs bootstrap for the CIs."""
+def fit_power_law(D, err, n_boot: int = 200, level: float = 0.95, seed: int = 0) -> PowerLaw:
+    """Fit error(D) = a·D^(−alpha) + c; points may repeat D (one per seed). Pairs bootstrap for the CIs.
+
+    The floor c is searched on [0, min(err)); errors must be positive (floor exact zeros at the test set's
+    resolution before fitting)."""
     D, err = np.asarray(D, dtype=float), np.asarray(err, dtype=float)
+    if np.any(err <= 0):
+        raise ValueError("errors must be positive: floor zeros at the evaluation's resolution before fitting")
     if len(np.unique(D)) < 3:
         raise ValueError("need at least three distinct training-set sizes to fit a power law")
     a, alpha, c = _fit_power_law_once(D, err)
@@ -128,10 +133,12 @@ def fit_power_law(D, err, n_boot: int = 300, level: float = 0.95, seed: int = 0)
         idx = rng.integers(0, len(D), len(D))
         if len(np.unique(D[idx])) < 3:
             continue
-        _, al, cc = _fit_power_law_once(D[idx], err[idx], n_grid=60)
+        _, al, cc = _fit_power_law_once(D[idx], err[idx])
         alphas.append(al)
         cs.append(cc)
     q = [(1 - level) / 2, 1 - (1 - level) / 2]
     a_lo, a_hi = np.quantile(alphas, q) if alphas else (alpha, alpha)
     c_lo, c_hi = np.quantile(cs, q) if cs else (c, c)
-    return PowerLaw(a, Estimate(alpha, float(a_lo), float(a_hi), len(D)), Estimate(c, float(c_lo), float(c_hi), len(D)))
+    # a percentile interval can miss a point estimate that sits at the edge of its bootstrap distribution
+    return PowerLaw(a, Estimate(alpha, float(min(a_lo, alpha)), float(max(a_hi, alpha)), len(D)),
+                    Estimate(c, float(min(c_lo, c)), float(max(c_hi, c)), len(D)))

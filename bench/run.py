@@ -74,12 +74,60 @@ def _run_cases(worker: Worker, target: str, cases: Iterable[Case], time_cap_s: f
                bar, callback: ProgressCallback | None) -> None:
     """Execute and write each case in turn."""
     for case in cases:
-        outcome = worker.run(target, case, time_cap_s)
-        writer.write(case, outcome)
-        bar.set_postfix_str(f"{outcome.status} {outcome.wall_s:.1f}s", refresh=False)
-        bar.update(1)
-        if callback is not None:
-            callback(case, outcome)
+        _record(writer, bar, callback, case, worker.run(target, case, time_cap_s))
+
+
+def _run_parallel(workers: list[Worker], target: str, cases: list[Case], time_cap_s: float,
+                  writer: store.RunWriter, bar, callback: ProgressCallback | None) -> None:
+    """Several workers take cases from one queue; rows are written (in completion order) under a lock.
+
+    Only for sweeps whose metrics do not depend on the machine being otherwise idle (``PARALLEL = True``:
+    training and approximation sweeps); timing sweeps always run one case at a time.
+    """
+    import threading
+
+    lock, stop = threading.Lock(), threading.Event()
+    pending = iter(cases)
+    errors: list[BaseException] = []
+
+    def loop(worker: Worker) -> None:
+        try:
+            while not stop.is_set():
+                with lock:
+                    case = next(pending, None)
+                if case is None:
+                    return
+                outcome = worker.run(target, case, time_cap_s)
+                if stop.is_set():
+                    return
+                with lock:
+                    _record(writer, bar, callback, case, outcome)
+        except BaseException as exc:  # surfaced in the main thread
+            errors.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=loop, args=(w,), daemon=True) for w in workers]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(timeout=0.2)
+    except KeyboardInterrupt:
+        stop.set()
+        for w in workers:
+            w.close()
+        raise
+    if errors:
+        raise errors[0]
+
+
+def _record(writer: store.RunWriter, bar, callback: ProgressCallback | None, case: Case, outcome: Outcome) -> None:
+    writer.write(case, outcome)
+    bar.set_postfix_str(f"{outcome.status} {outcome.wall_s:.1f}s", refresh=False)
+    bar.update(1)
+    if callback is not None:
+        callback(case, outcome)
 
 
 def run_sweep(module: ModuleType, cfg: Any, *, profile: str, out_dir: str | Path = "results/runs",
@@ -93,6 +141,7 @@ def run_sweep(module: ModuleType, cfg: Any, *, profile: str, out_dir: str | Path
     default; no address-space cap on CUDA). ``resume`` skips case ids already in the file and appends a new
     segment; otherwise the file is rewritten. ``progress``: None shows a bar when stderr is a terminal, a bool
     forces it, a callable ``(case, outcome)`` is called after each written row (and no bar is shown).
+    A sweep that sets ``PARALLEL = True`` runs ``cfg.jobs`` workers at once (rows in completion order).
     """
     path = store.results_path(out_dir, module.NAME, profile, device)
     cases = sweep_cases(module, cfg)
@@ -101,6 +150,7 @@ def run_sweep(module: ModuleType, cfg: Any, *, profile: str, out_dir: str | Path
     callback = progress if callable(progress) else None
     time_cap_s = float(getattr(cfg, "time_cap_s", None) or DEFAULT_TIME_CAP_S)
     cap = mem_cap_bytes if mem_cap_bytes is not None else getattr(cfg, "mem_cap_bytes", None)
+    jobs = int(getattr(cfg, "jobs", 1)) if getattr(module, "PARALLEL", False) else 1
     with Worker(threads, cap, cap_address_space=not device.startswith("cuda")) as worker:
         record = store.manifest(sweep=module.NAME, profile=profile, device=device, config=cfg, seeds=seeds_of(cfg),
                                 env=_environment(worker, device),
@@ -110,7 +160,17 @@ def run_sweep(module: ModuleType, cfg: Any, *, profile: str, out_dir: str | Path
                             len(cases), len(cases) - len(todo), module.NAME)
         with store.RunWriter(path, record, resume=resume) as writer, bar:
             try:
-                _run_cases(worker, f"{module.__name__}:execute", todo, time_cap_s, writer, bar, callback)
+                target = f"{module.__name__}:execute"
+                if jobs > 1 and len(todo) > 1:
+                    extra = [Worker(threads, cap, cap_address_space=not device.startswith("cuda"))
+                             for _ in range(jobs - 1)]
+                    try:
+                        _run_parallel([worker, *extra], target, todo, time_cap_s, writer, bar, callback)
+                    finally:
+                        for w in extra:
+                            w.close()
+                else:
+                    _run_cases(worker, target, todo, time_cap_s, writer, bar, callback)
             except KeyboardInterrupt:
                 bar.write(f"interrupted: {path} holds every finished case; rerun with resume to go on",
                           file=sys.stderr)

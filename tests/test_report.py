@@ -132,7 +132,7 @@ def test_learning_curves_fit_a_power_law(later, tmp_path):
     table = draw(plots.fig_learning_curves, later, tmp_path).table
     tr = one(table, model="transformer")
     assert tr["alpha_lo"] <= tr["alpha"] <= tr["alpha_hi"] and 0.3 < tr["alpha"] < 0.5 and not tr["baseline"]
-    assert one(table, model="conv_baseline")["baseline"]
+    assert one(table, model="cnn_baseline")["baseline"]
 
 
 def test_distillation_figure(later, tmp_path):

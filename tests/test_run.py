@@ -86,3 +86,19 @@ def test_duplicate_cases_are_a_config_error(tmp_path):
 
 def test_summary_table_of_nothing():
     assert summary_table(store.load(root="/nonexistent-dir")) == "no results"
+
+
+def test_parallel_sweep_writes_every_case_once(tmp_path, monkeypatch):
+    """A PARALLEL sweep with jobs=2 runs its cases in two workers; each case is written exactly once."""
+    import fake_sweep
+
+    from bench import store
+    from bench.run import run_sweep
+
+    monkeypatch.setattr(fake_sweep, "PARALLEL", True, raising=False)
+    cfg = fake_sweep.Config(kinds=("ok",) * 6)
+    object.__setattr__(cfg, "jobs", 2)
+    path = run_sweep(fake_sweep, cfg, profile="par", out_dir=tmp_path, progress=False)
+    df = store.load(path)
+    assert sorted(df["case_id"]) == sorted(c.id for c in fake_sweep.cases(cfg))
+    assert set(df["status"]) == {"ok"}

@@ -23,10 +23,13 @@ SWEEPS: dict[str, str] = {
     "limits": "bench.sweeps.limits",
     "approximation": "bench.sweeps.approximation",
     "peers": "bench.sweeps.peers",
+    "accuracy": "bench.sweeps.accuracy",
+    "data_scaling": "bench.sweeps.data_scaling",
+    "distillation": "bench.sweeps.distillation",
 }
 
 # What `attention-limits all` runs, in order (peers needs the optional `peers` extra and runs on its own).
-MAIN_JOB: tuple[str, ...] = ("efficiency", "limits", "approximation")
+MAIN_JOB: tuple[str, ...] = ("efficiency", "limits", "approximation", "accuracy")
 
 
 def get(name: str) -> ModuleType:

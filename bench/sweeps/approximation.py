@@ -52,6 +52,7 @@ from bench.config import Case, ConfigError
 from bench.measure import DTYPES, log2_grid, resolve_device
 
 NAME = "approximation"
+PARALLEL = True  # errors do not depend on an idle machine: `jobs` workers at once
 REGIMES = ("random", "peaked")
 LINFORMER_INITS = ("normal", "identity")
 
@@ -92,7 +93,8 @@ class Config:
     head_dim: int = 32
     dtype: str = "float64"
     device: str = "cpu"
-    threads: int = 2
+    threads: int = 1
+    jobs: int = 2  # worker processes at once (each with `threads` threads)
     time_cap_s: float = 300.0
 
     def validate(self) -> None:

@@ -1,0 +1,130 @@
+"""bench.train: a tiny run learns, runs are reproducible, censoring is explicit, evaluation is held out."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from bench.config import ConfigError
+from bench.tasks import needle, text_bytes
+from bench.train import (TrainConfig, TrainResult, check_compatible, deterministic, load_splits, model_config_for,
+                         train)
+from variants.model import Transformer
+
+# Needle at distance 1: the answer is the token just before QUERY, which the token shift hands to the query
+# position directly, so a one-layer model learns it in a few hundred steps.
+EASY = needle.Config(seq_len=8, distance=1, n_values=4, n_filler=4)
+# Needle at distance 6 through one sliding-window layer of reach 2 and no token shift: no path from the needle to
+# the query, so accuracy stays near chance (1/4) and a target of 0.9 is unreachable.
+BLOCKED = needle.Config(seq_len=16, distance=6, n_values=4, n_filler=4)
+TINY = dict(d_model=32, n_heads=2, n_layers=1)
+
+
+def _tc(**overrides) -> TrainConfig:
+    base = dict(steps=300, batch_size=32, lr=3e-3, warmup=10, eval_every=25, target_accuracy=0.99, n_train=1024,
+                n_eval=128, seed=0, threads=1)
+    return TrainConfig(**{**base, **overrides})
+
+
+def _easy_run(**overrides) -> TrainResult:
+    return train(model_config_for(EASY, "full_sdpa", **TINY), "needle", EASY, _tc(**overrides))
+
+
+def test_tiny_run_learns_a_trivial_task_within_budget():
+    result = _easy_run()
+    assert result.accuracy >= 0.99, result.curve
+    assert result.steps_to_target is not None and not result.censored
+    assert result.steps == result.steps_to_target <= 300  # early stop at the first eval reaching the target
+    assert result.curve[0][0] == 0 and result.curve[0][1] < 0.6  # starts near chance (1/4)
+    assert result.curve[-1][0] == result.steps_to_target and result.curve[-1][1] >= 0.99
+    assert result.n_params == sum(p.numel() for p in Transformer(model_config_for(EASY, **TINY)).parameters())
+    assert result.bits_per_byte is None and result.wall_s > 0
+
+
+def test_same_seed_gives_identical_results_and_another_seed_does_not():
+    a, b = _easy_run(steps=60, target_accuracy=1.0), _easy_run(steps=60, target_accuracy=1.0)
+    assert a.curve == b.curve  # exact equality, every (step, acc, loss)
+    assert (a.accuracy, a.loss, a.steps_to_target, a.steps) == (b.accuracy, b.loss, b.steps_to_target, b.steps)
+    c = _easy_run(steps=60, target_accuracy=1.0, seed=1)
+    assert c.curve != a.curve
+
+
+def test_constant_lr_makes_a_shorter_budget_a_prefix_of_a_longer_one():
+    short, long = _easy_run(steps=40, eval_every=20, target_accuracy=1.0), _easy_run(steps=60, eval_every=20,
+                                                                                        target_accuracy=1.0)
+    assert long.curve[:len(short.curve)] == short.curve
+
+
+def test_unreachable_target_is_censored_at_the_budget():
+    cfg = model_config_for(BLOCKED, "sparse_window", attention_params={"window": 2}, token_shift=False, **TINY)
+    result = train(cfg, "needle", BLOCKED, _tc(steps=60, eval_every=20, target_accuracy=0.9))
+    assert result.steps_to_target is None and result.censored
+    assert result.steps == 60 and [s for s, _, _ in result.curve] == [0, 20, 40, 60]
+    assert result.accuracy < 0.6
+    assert result.as_dict()["censored"] is True and result.as_dict()["steps_to_target"] is None
+
+
+def test_splits_are_disjoint():
+    train_data, val, test = load_splits("needle", BLOCKED, _tc(n_train=512, n_eval=256))
+    rows = [{r.numpy().tobytes() for r in d.x} for d in (train_data, val, test)]
+    assert len(val) == len(test) == 256 and len(train_data) == 512
+    assert not rows[0] & rows[1] and not rows[0] & rows[2] and not rows[1] & rows[2]
+
+
+class Recorder(nn.Module):
+    """A model factory's product: a Transformer that logs the rows it sees in train and in eval mode."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.inner = Transformer(cfg)
+        self.seen: dict[bool, set[bytes]] = {True: set(), False: set()}
+
+    def forward(self, tokens, valid=None):
+        self.seen[self.training].update(r.numpy().tobytes() for r in tokens)
+        return self.inner(tokens, valid)
+
+
+def test_model_factory_is_used_and_evaluation_is_held_out():
+    built: list[Recorder] = []
+
+    def factory(cfg):
+        built.append(Recorder(cfg))
+        return built[0]
+
+    tc = _tc(steps=20, eval_every=10, target_accuracy=1.0, n_train=256, n_eval=64)
+    train(model_config_for(EASY, **TINY), "needle", EASY, tc, model=factory)
+    train_data, val, test = load_splits("needle", EASY, tc)
+    as_set = lambda d: {r.numpy().tobytes() for r in d.x}  # noqa: E731
+    seen = built[0].seen
+    assert seen[True] and seen[True] <= as_set(train_data)
+    assert seen[False] == as_set(val) | as_set(test)  # every eval row is val (curve) or test (final number)
+    assert not seen[False] & as_set(train_data)
+
+
+def test_text_bytes_reports_bits_per_byte():
+    cfg = text_bytes.Config(seq_len=16, max_pool_bytes=50_000)
+    result = train(model_config_for(cfg, **TINY), "text_bytes", cfg, _tc(steps=2, eval_every=1, n_train=64,
+                                                                          n_eval=32))
+    assert result.bits_per_byte == pytest.approx(result.loss / math.log(2))
+    assert 0 < result.bits_per_byte < 9  # near log2(256) = 8 at the start
+
+
+def test_config_and_compatibility_errors():
+    with pytest.raises(ConfigError, match="steps"):
+        _tc(steps=0).validate()
+    with pytest.raises(ConfigError, match="target_accuracy"):
+        _tc(target_accuracy=1.5).validate()
+    with pytest.raises(ConfigError, match="n_train"):
+        _tc(n_train=8, batch_size=32).validate()
+    small = model_config_for(needle.Config(seq_len=8, distance=1), **TINY)
+    with pytest.raises(ConfigError, match="max_seq_len"):
+        check_compatible(small, BLOCKED)
+
+
+def test_deterministic_restores_global_settings():
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    with deterministic(1):
+        assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
+    assert torch.get_num_threads() == threads and torch.are_deterministic_algorithms_enabled() == det
