@@ -28,8 +28,9 @@ SWEEPS: dict[str, str] = {
     "distillation": "bench.sweeps.distillation",
 }
 
-# What `attention-limits all` runs, in order (peers needs the optional `peers` extra and runs on its own).
-MAIN_JOB: tuple[str, ...] = ("efficiency", "limits", "approximation", "accuracy")
+# What `attention-limits all` runs, in order. Without the `peers` extra installed, the peers rows say unsupported.
+MAIN_JOB: tuple[str, ...] = ("efficiency", "limits", "approximation", "peers", "accuracy", "data_scaling",
+                             "distillation")
 
 
 def get(name: str) -> ModuleType:
