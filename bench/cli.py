@@ -56,7 +56,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         path = run_sweep(module, cfg, profile=args.profile, out_dir=args.out_dir, resume=args.resume, device=device)
     df = store.load(path)
     summarize = getattr(module, "summarize", None)
-    print(summarize(df) if summarize else summary_table(df))
+    import pandas as pd
+
+    with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", 40):
+        print(summarize(df) if summarize else summary_table(df))
     print(f"\nrows: {path}")
     return 0
 
@@ -108,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_all.add_argument("--out-dir", default="results/runs")
     p_all.add_argument("--report-dir", default="reports")
     p_all.set_defaults(func=cmd_all)
+    from bench import gate
+
+    p_check = sub.add_parser("check", help="regression gate: a quick measurement against results/baseline/gate.json")
+    gate.add_arguments(p_check)
+    p_check.set_defaults(func=gate.run)
     p_report = sub.add_parser("report", help="figures, report.md and a self-contained index.html from results/")
     p_report.add_argument("--results-root", default="results/runs")
     p_report.add_argument("--out-dir", default="reports")
