@@ -61,7 +61,7 @@ class Config:
 
 
 PROFILES = {
-    "quick": Config(mem_budget_bytes=1 * GiB, time_budget_s=0.1, bisect_steps=3),
+    "quick": Config(mem_budget_bytes=1 * GiB, time_budget_s=0.1, bisect_steps=3, max_t=2 ** 20, time_cap_s=20.0),
     "full": Config(),
 }
 
@@ -145,7 +145,12 @@ def _probe_fn(worker, writer, cfg: Config, variant: str, budget: str) -> Callabl
         writer.write(case, outcome)
         if outcome.status == "unsupported":
             raise NotImplementedError(outcome.error)
-        return outcome.status == "ok" and bool(outcome.metrics.get("fits"))
+        fits = outcome.status == "ok" and bool(outcome.metrics.get("fits"))
+        if not fits:
+            why = "over budget" if outcome.status == "ok" else outcome.status
+            probe.failures[T] = why  # type: ignore[attr-defined]
+        return fits
+    probe.failures = {}  # type: ignore[attr-defined]  # T -> why it did not fit: over budget | oom | timeout ...
     return probe
 
 
@@ -167,14 +172,16 @@ def run(cfg: Config, *, profile: str, out_dir: str = "results/runs", resume: boo
                 result = limit_case(cfg, variant, budget)
                 if result.id in done:
                     continue
+                probe = _probe_fn(worker, writer, cfg, variant, budget)
                 try:
-                    lo, hi = search(_probe_fn(worker, writer, cfg, variant, budget), cfg.start_t, cfg.max_t,
-                                    cfg.grid, cfg.bisect_steps)
+                    lo, hi = search(probe, cfg.start_t, cfg.max_t, cfg.grid, cfg.bisect_steps)
                 except NotImplementedError as exc:
                     writer.write(result, Outcome("unsupported", error=str(exc)))
                     continue
-                writer.write(result, Outcome("ok", {"max_fit_t": lo, "min_fail_t": hi,
-                                                    "censored": hi is None}))
+                # A memory search can end on the time cap (an O(T²)-time, O(T)-memory kernel): then the memory
+                # limit is only bounded below, and `min_fail_why` says so.
+                writer.write(result, Outcome("ok", {"max_fit_t": lo, "min_fail_t": hi, "censored": hi is None,
+                                                    "min_fail_why": probe.failures.get(hi, "")}))
     return path
 
 
