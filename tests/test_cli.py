@@ -44,3 +44,9 @@ def test_run_writes_rows_and_prints_a_summary(tmp_path, capsys):
     assert all(r["flops"] == r["flops_analytic"] for r in rows)
     assert cli.main(argv + ["--resume"]) == 0  # nothing left to do, nothing duplicated
     assert len((tmp_path / "efficiency-quick-cpu.jsonl").read_text().splitlines()) == 6
+
+
+def test_sweep_names_accept_hyphens():
+    from bench import sweeps
+
+    assert sweeps.get("data-scaling") is sweeps.get("data_scaling")

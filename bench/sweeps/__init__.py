@@ -34,6 +34,7 @@ MAIN_JOB: tuple[str, ...] = ("efficiency", "limits", "approximation", "peers", "
 
 
 def get(name: str) -> ModuleType:
+    name = name.replace("-", "_")  # `run data-scaling` and `run data_scaling` are the same sweep
     if name not in SWEEPS:
         raise ConfigError(f"unknown sweep {name!r}; known: {', '.join(sorted(SWEEPS)) or 'none'}")
     return importlib.import_module(SWEEPS[name])

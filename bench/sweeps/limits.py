@@ -61,7 +61,7 @@ class Config:
 
 
 PROFILES = {
-    "quick": Config(mem_budget_bytes=1 * GiB, time_budget_s=0.1, bisect_steps=3, max_t=2 ** 20, time_cap_s=20.0),
+    "quick": Config(mem_budget_bytes=1 * GiB, time_budget_s=0.1, bisect_steps=3, max_t=2 ** 20, time_cap_s=10.0),
     "full": Config(),
 }
 
