@@ -49,9 +49,9 @@ class GateConfig:
     train: dict = field(default_factory=lambda: {"steps": 150, "batch_size": 16, "n_train": 512, "n_eval": 128,
                                                  "eval_every": 150, "warmup": 10, "lr": 3e-3, "seed": 0})
     scaling_shape: tuple[int, int, int] = (1, 2, 64)  # B, H, D
-    grid_linear: tuple[int, ...] = (2048, 4096, 8192)  # declared exponent <= 1.5; below 2048 q, k, v sit in L2
+    grid_linear: tuple[int, ...] = (2048, 4096, 8192, 16384)  # declared exponent <= 1.5; below 2048 q, k, v sit in L2
     grid_quadratic: tuple[int, ...] = (128, 256, 512, 1024)  # T×T stays in L3: loaded machines fit 2.06-2.27 at 2048
-    rounds: int = 7  # interleaved timing rounds per T
+    rounds: int = 9  # interleaved timing rounds per T
     block_s: float = 0.02  # each timing block runs the forward enough times to last this long
     peak_repeats: int = 7  # min over repeats: see measure_scaling
     peak_floor_bytes: int = MiB  # peaks below this are not resolvable by RSS: clamped before the memory fit
