@@ -110,13 +110,36 @@ def train_step_callable(name: str, shape: Shape, params: dict[str, Any] | None, 
     return train_step
 
 
-def time_callable(fn: Callable[[], Any], threads: int, min_run_time: float = 0.2) -> dict[str, float]:
-    """First (cold) call, then steady state: median and IQR over ``blocked_autorange`` blocks, in seconds."""
+STABLE_REL_IQR = 0.03  # a steady-state time is "stable" when its IQR is within 3% of its median
+MAX_TIMING_ROUNDS = 3
+MIN_STABLE_MEDIAN_S = 1e-3  # below 1 ms, timer and scheduler granularity dominate the spread: no re-rounds
+
+
+def time_callable(fn: Callable[[], Any], threads: int, min_run_time: float = 0.2, *,
+                  max_rel_iqr: float = STABLE_REL_IQR, max_rounds: int = MAX_TIMING_ROUNDS) -> dict[str, Any]:
+    """First (cold) call, then steady state: median and IQR over ``blocked_autorange`` blocks, in seconds.
+
+    A round whose IQR/median exceeds ``max_rel_iqr`` (a burst of other load on a shared machine) is measured
+    again with twice the run time, up to ``max_rounds`` rounds, and the round with the smallest relative IQR is
+    kept: ``rounds`` says how many were needed, ``stable`` whether the kept one meets the bound. Cases under
+    1 ms are measured once (their spread is the timer's, not the machine's).
+    """
     timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
     first = timer.timeit(number=1).median
-    m = timer.blocked_autorange(min_run_time=min_run_time)
+    best, rounds, run_time = None, 0, min_run_time
+    while rounds < max_rounds:
+        m = timer.blocked_autorange(min_run_time=run_time)
+        rounds += 1
+        rel = m.iqr / m.median if m.median > 0 else math.inf
+        if best is None or rel < best[0]:
+            best = (rel, m)
+        if rel <= max_rel_iqr or m.median < MIN_STABLE_MEDIAN_S:
+            break
+        run_time *= 2
+    rel, m = best
     return {"first_call_s": first, "median_s": m.median, "iqr_s": m.iqr, "repeats": len(m.times),
-            "number_per_run": m.number_per_run, "block_times_s": [float(f"{t:.4g}") for t in m.times]}
+            "number_per_run": m.number_per_run, "block_times_s": [float(f"{t:.4g}") for t in m.times],
+            "rounds": rounds, "stable": bool(rel <= max_rel_iqr)}
 
 
 def peak_memory(fn: Callable[[], Any], device: str = "cpu") -> int:

@@ -26,6 +26,7 @@ SWEEPS: dict[str, str] = {
     "accuracy": "bench.sweeps.accuracy",
     "data_scaling": "bench.sweeps.data_scaling",
     "distillation": "bench.sweeps.distillation",
+    "repeatability": "bench.sweeps.repeatability",
 }
 
 # What `attention-limits all` runs, in order. Without the `peers` extra installed, the peers rows say unsupported.

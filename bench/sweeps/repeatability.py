@@ -1,0 +1,132 @@
+"""Can the harness's numbers be trusted twice? The same cases measured again, each in a fresh child process.
+
+Every (variant, T, phase) is measured ``repeats`` times, repeats outermost (so machine drift spreads over all
+cases), and every case runs in a child of its own (``FRESH_CHILD``): a new interpreter, a new heap, no allocator
+state carried over from the case before. The questions, answered by ``summarize``:
+- peak memory: does each case's peak agree across fresh children within 5% (the harness's memory target)?
+- time: is each steady-state time stable (IQR/median <= 3% for cases of 1 ms or more, after the harness's own
+  re-rounds, ``bench.measure.time_callable``), and how far apart are the medians of the fresh children?
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+
+import variants
+from bench.config import Case, ConfigError
+from bench.measure import (DTYPES, MIN_STABLE_MEDIAN_S, STABLE_REL_IQR, Shape, peak_memory, phase_callable,
+                           time_callable)
+
+NAME = "repeatability"
+FRESH_CHILD = True
+PHASES = ("forward", "forward_backward")
+MEMORY_TOLERANCE = 0.05  # fresh-child peaks of one case within 5% of their mean
+
+
+@dataclass(frozen=True)
+class Config:
+    variants: tuple[str, ...] = ()  # empty: every registered variant
+    seq_lens: tuple[int, ...] = (4096,)
+    phases: tuple[str, ...] = PHASES
+    repeats: int = 2
+    batch: int = 1
+    heads: int = 4
+    head_dim: int = 64
+    dtype: str = "float32"
+    device: str = "cpu"
+    threads: int = 2
+    min_run_time: float = 0.2
+    time_cap_s: float = 300.0
+    seed: int = 0
+
+    def validate(self) -> None:
+        for name in self.variants:
+            variants.get(name)
+        if not self.seq_lens or any(t <= 0 for t in self.seq_lens):
+            raise ConfigError(f"sequence lengths must be positive, got {self.seq_lens}")
+        unknown = sorted(set(self.phases) - set(PHASES))
+        if unknown:
+            raise ConfigError(f"unknown phase(s) {', '.join(unknown)}; known: {', '.join(PHASES)}")
+        if self.repeats < 2:
+            raise ConfigError(f"--repeats must be >= 2 (a repeat needs two measurements), got {self.repeats}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"unknown dtype {self.dtype!r}; known: {', '.join(DTYPES)}")
+        if self.device != "cpu" and not (self.device.startswith("cuda") and torch.cuda.is_available()):
+            raise ConfigError(f"device {self.device!r} is not available here")
+        for label in ("batch", "heads", "head_dim", "threads"):
+            if getattr(self, label) < 1:
+                raise ConfigError(f"--{label.replace('_', '-')} must be >= 1")
+
+
+PROFILES = {
+    "quick": Config(),
+    "full": Config(seq_lens=(1024, 4096, 16384), repeats=3, min_run_time=0.5, time_cap_s=600.0),
+}
+
+
+def cases(cfg: Config) -> Iterator[Case]:
+    names = cfg.variants or tuple(variants.names())
+    for repeat in range(cfg.repeats):
+        for T in sorted(cfg.seq_lens):
+            for name in names:
+                for phase in cfg.phases:
+                    yield Case.make(NAME, variant=name, T=T, phase=phase, repeat=repeat, causal=False, B=cfg.batch,
+                                    H=cfg.heads, D=cfg.head_dim, dtype=cfg.dtype, device=cfg.device,
+                                    threads=cfg.threads, min_run_time=cfg.min_run_time, seed=cfg.seed)
+
+
+def execute(case: Case) -> dict[str, Any]:
+    """Runs in a fresh worker child: steady-state time, then the case's own peak memory."""
+    shape = Shape(case["B"], case["H"], case["T"], case["D"], case["dtype"], case["device"], case["causal"])
+    torch.set_num_threads(case["threads"])
+    fn = phase_callable(case["variant"], shape, case["phase"], seed=case["seed"])
+    out: dict[str, Any] = time_callable(fn, case["threads"], case["min_run_time"])
+    out["peak_bytes"] = peak_memory(fn, shape.device)
+    out["child_pid"] = os.getpid()  # evidence that each repeat ran in a process of its own
+    return out
+
+
+def repeat_table(df):
+    """Per variant × phase × T: fresh-child peak memory spread (max |peak − mean| / mean) and whether it is within
+    5%; the worst timing IQR/median among its repeats (cases >= 1 ms) and the spread of their medians."""
+    import pandas as pd
+
+    ok = df[(df["sweep"] == NAME) & (df["status"] == "ok")]
+    rows = []
+    for (name, phase, T), g in ok.groupby(["variant", "phase", "T"], sort=True):
+        if len(g) < 2:
+            continue
+        peak = g["peak_bytes"].astype(float)
+        mem_spread = float((peak - peak.mean()).abs().max() / peak.mean())
+        med = g["median_s"].astype(float)
+        timed = med >= MIN_STABLE_MEDIAN_S
+        rel_iqr = (g["iqr_s"].astype(float) / med)[timed]
+        rows.append({"variant": name, "phase": phase, "T": int(T), "repeats": len(g),
+                     "peak_mib": peak.mean() / 2 ** 20, "mem_spread": mem_spread,
+                     "mem_ok": mem_spread <= MEMORY_TOLERANCE,
+                     "median_ms": med.mean() * 1e3,
+                     "median_spread": float((med - med.mean()).abs().max() / med.mean()),
+                     "max_rel_iqr": float(rel_iqr.max()) if len(rel_iqr) else float("nan"),
+                     "time_ok": bool((rel_iqr <= STABLE_REL_IQR).all()) if len(rel_iqr) else None})
+    return pd.DataFrame(rows)
+
+
+def summarize(df) -> str:
+    table = repeat_table(df)
+    if table.empty:
+        from bench.run import summary_table
+
+        return summary_table(df)
+    mem = f"memory within {MEMORY_TOLERANCE:.0%} across fresh children: {int(table['mem_ok'].sum())}/{len(table)}"
+    timed = table.dropna(subset=["time_ok"])
+    tim = (f"timing IQR/median <= {STABLE_REL_IQR:.0%} (cases >= 1 ms): "
+           f"{int(timed['time_ok'].astype(bool).sum())}/{len(timed)}")
+    shown = table.copy()
+    for col in ("mem_spread", "median_spread", "max_rel_iqr"):
+        shown[col] = shown[col].map(lambda x: f"{x:.1%}")
+    for col in ("peak_mib", "median_ms"):
+        shown[col] = shown[col].map(lambda x: f"{x:.3g}")
+    return f"{shown.to_string(index=False)}\n{mem}\n{tim}"

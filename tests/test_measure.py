@@ -1,0 +1,66 @@
+"""bench.measure.time_callable: the re-round rule for unstable timings, on a fake Timer (no real timing)."""
+from __future__ import annotations
+
+import pytest
+from torch.utils.benchmark import Measurement, Timer
+
+from bench import measure
+
+
+SPEC = Timer("pass")._task_spec
+
+
+class FakeTimer:
+    """Returns canned block times, one list per ``blocked_autorange`` call, and records the run times asked."""
+
+    rounds: list[list[float]] = []
+    asked: list[float] = []
+
+    def __init__(self, stmt, globals, num_threads):
+        pass
+
+    def timeit(self, number):
+        return Measurement(1, [0.5], SPEC)
+
+    def blocked_autorange(self, min_run_time):
+        FakeTimer.asked.append(min_run_time)
+        return Measurement(1, FakeTimer.rounds.pop(0), SPEC)
+
+
+NOISY = [0.010, 0.010, 0.013, 0.013, 0.016, 0.016, 0.010, 0.016]  # IQR/median ~ 40%
+QUIET = [0.010, 0.0101, 0.0100, 0.0099, 0.0100, 0.0101, 0.0099, 0.0100]
+LESS_NOISY = [0.010, 0.0104, 0.0108, 0.0112] * 2  # IQR/median ~ 6%
+
+
+@pytest.fixture
+def fake_timer(monkeypatch):
+    monkeypatch.setattr(measure.tbench, "Timer", FakeTimer)
+    FakeTimer.asked = []
+    yield FakeTimer
+
+
+def test_a_stable_first_round_is_kept(fake_timer):
+    fake_timer.rounds = [QUIET]
+    out = measure.time_callable(lambda: None, 1, 0.1)
+    assert (out["rounds"], out["stable"], fake_timer.asked) == (1, True, [0.1])
+    assert out["median_s"] == pytest.approx(0.0100) and out["repeats"] == 8
+
+
+def test_an_unstable_round_is_remeasured_longer_until_stable(fake_timer):
+    fake_timer.rounds = [NOISY, QUIET]
+    out = measure.time_callable(lambda: None, 1, 0.1)
+    assert (out["rounds"], out["stable"], fake_timer.asked) == (2, True, [0.1, 0.2])
+    assert out["iqr_s"] / out["median_s"] <= measure.STABLE_REL_IQR
+
+
+def test_never_stable_keeps_the_least_noisy_round_and_says_so(fake_timer):
+    fake_timer.rounds = [NOISY, LESS_NOISY, NOISY]
+    out = measure.time_callable(lambda: None, 1, 0.1)
+    assert (out["rounds"], out["stable"], fake_timer.asked) == (3, False, [0.1, 0.2, 0.4])
+    assert out["median_s"] == pytest.approx(0.0106)
+
+
+def test_sub_millisecond_cases_are_not_remeasured(fake_timer):
+    fake_timer.rounds = [[t / 100 for t in NOISY]]
+    out = measure.time_callable(lambda: None, 1, 0.1)
+    assert (out["rounds"], out["stable"]) == (1, False)
