@@ -30,8 +30,8 @@ SWEEPS: dict[str, str] = {
 }
 
 # What `attention-limits all` runs, in order. Without the `peers` extra installed, the peers rows say unsupported.
-MAIN_JOB: tuple[str, ...] = ("efficiency", "limits", "approximation", "peers", "accuracy", "data_scaling",
-                             "distillation")
+MAIN_JOB: tuple[str, ...] = ("efficiency", "limits", "peers", "repeatability", "approximation", "accuracy",
+                             "data_scaling", "distillation")
 
 
 def get(name: str) -> ModuleType:

@@ -62,7 +62,8 @@ class Config:
 
 
 PROFILES = {
-    "quick": Config(),
+    # 16 fresh children (~2 s each to start torch): forward+backward, the phase with the most allocations
+    "quick": Config(phases=("forward_backward",)),
     "full": Config(seq_lens=(1024, 4096, 16384), repeats=3, min_run_time=0.5, time_cap_s=600.0),
 }
 
