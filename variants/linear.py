@@ -217,17 +217,26 @@ def orthogonal_gaussian(n_features: int, d: int, generator: torch.Generator) -> 
 
 
 def favor_logits(x: Tensor, omega: Tensor) -> Tensor:
-    """ωᵀx' − ‖x'‖²/2 with x' = x / D^{1/4}; the log of the positive random feature before the 1/√r factor."""
+    """ωᵀx' − ‖x'‖²/2 with x' = x / D^{1/4}; the log of the positive random feature before the 1/√r factor.
+
+    The (T, r) projection is shifted in place (matmul's backward needs its inputs, not its output): one (T, r)
+    tensor per feature map instead of two.
+    """
     x = x * x.shape[-1] ** -0.25
     proj = x @ omega.transpose(0, 1)  # (B, H, T, D) @ (D, r) -> (B, H, T, r)
-    return proj - 0.5 * (x * x).sum(dim=-1, keepdim=True)
+    return proj.sub_(0.5 * (x * x).sum(dim=-1, keepdim=True))
+
+
+def _shifted_exp(logits: Tensor, shift: Tensor, n_features: int) -> Tensor:
+    """exp(logits − shift)/√r, in place on ``logits``: the 1/√r factor rides in the shift (−log √r), so no
+    second (T, r) pass or buffer is needed and exp_'s saved output is the feature map itself."""
+    return logits.sub_(shift - 0.5 * math.log(n_features)).exp_()
 
 
 def favor_query_features(q: Tensor, omega: Tensor) -> Tensor:
     """φ(q) with the per-query-row max subtracted (a per-row constant: cancels in the normalised output)."""
     logits = favor_logits(q, omega)
-    logits = logits - logits.amax(dim=-1, keepdim=True).detach()
-    return torch.exp(logits) * omega.shape[0] ** -0.5
+    return _shifted_exp(logits, logits.amax(dim=-1, keepdim=True).detach(), omega.shape[0])
 
 
 def favor_key_features(k: Tensor, omega: Tensor, key_valid: Tensor | None) -> Tensor:
@@ -240,7 +249,7 @@ def favor_key_features(k: Tensor, omega: Tensor, key_valid: Tensor | None) -> Te
         logits = logits.masked_fill(~key_valid[:, None, :, None], float("-inf"))
     m = logits.amax(dim=(-2, -1), keepdim=True).detach()  # (B, H, T, r) -> (B, H, 1, 1)
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # every key padded: any finite shift
-    return torch.exp(logits - m) * omega.shape[0] ** -0.5
+    return _shifted_exp(logits, m, omega.shape[0])
 
 
 @register

@@ -173,19 +173,20 @@ def dense_pattern(kpos: Tensor, allow: Tensor, T: int) -> Tensor:
 GROUP_BYTES = 4 << 20
 
 
-def _groups(BH: int, H: int, nb: int, per_block: int, one_head: bool) -> list[tuple[int, int, int, int]]:
+def _groups(BH: int, H: int, nb: int, per_block: int, per_batch_row: bool) -> list[tuple[int, int, int, int]]:
     """(h0, h1, s, e): heads [h0, h1) of the flattened B·H × query blocks [s, e), about ``GROUP_BYTES`` each.
 
-    A group is a run of whole heads (when one head's tiles are small and ``one_head`` is False) or a block range
-    of one head, so its q, output and probability slices are contiguous views; a run of heads divides H, so it
-    never spans two batch rows and one ``key_valid`` row serves it.
+    A group is a run of whole heads (when one head's tiles are small) or a block range of one head, so its q,
+    output and probability slices are contiguous views. With ``per_batch_row`` (a ``key_valid`` mask per batch
+    row) a run of heads divides H, so one mask row serves it; otherwise a run may span batch rows (a training
+    batch of short sequences is then one or a few groups, not B·H of them).
     """
     c = max(1, GROUP_BYTES // per_block)  # query blocks per group
-    if c < nb or one_head:
-        c = min(c, nb)
+    if c < nb:
         return [(h, h + 1, s, min(s + c, nb)) for h in range(BH) for s in range(0, nb, c)]
-    step = min(c // nb, H)
-    while H % step:
+    limit = H if per_batch_row else BH
+    step = min(c // nb, limit)
+    while limit % step:
         step -= 1
     return [(h, h + step, 0, nb) for h in range(0, BH, step)]
 
@@ -256,15 +257,16 @@ class _Plan:
             heads = torch.arange(B * H, device=k.device)[:, None, None] * T
             self.kidx = heads + tiles.kpos  # (B·H, nb, nk) into the flattened rows
         per_block = (2 * b * nk + 2 * nk * D + 2 * b * D) * k.element_size()
-        self.groups = _groups(B * H, H, nb, per_block, tiles.banded)
+        self.groups = _groups(B * H, H, nb, per_block, self.empty_rows is not None)
 
     def _tile(self, x: Tensor, h0: int, h1: int, s: int, e: int) -> Tensor:
         t, D = self.tiles, self.D
         n = (h1 - h0) * (e - s)
-        if t.banded:  # overlapping windows of one head: stride b rows, no copy
+        if t.banded:  # overlapping windows, stride b rows: a view for one head, one in-cache copy for a run
             L = x.shape[1]
-            return x.as_strided((e - s, t.nk, D), (t.b * D, D, 1), x.storage_offset() + h0 * L * D
-                                + (self.start + s * t.b) * D)
+            tiles = x.as_strided((h1 - h0, e - s, t.nk, D), (L * D, t.b * D, D, 1),
+                                 x.storage_offset() + h0 * L * D + (self.start + s * t.b) * D)
+            return tiles.reshape(n, t.nk, D)
         idx = self.kidx[h0:h1, s:e].reshape(-1)  # (n·nk,)
         return x.index_select(0, idx).view(n, t.nk, D)
 

@@ -132,8 +132,9 @@ class Config:
 
 PROFILES = {
     # Sized from probes here (threads=1, 2 loaded cores): teacher ~20 ms/step → ~15 s per seed; a student case
-    # ~5–8 s with the KD teacher forward and the two timings; 36 cases + 3 teachers ≈ 5 minutes.
-    "quick": Config(),
+    # ~5–8 s with the KD teacher forward and the two timings; 36 cases + 3 teachers took 205 s in the main job
+    # of a fresh clone, so the quick profile runs two seeds (24 cases + 2 teachers).
+    "quick": Config(seeds=(0, 1)),
     "full": Config(students=tuple(STUDENTS), sizes=(256, 1024, 4096, 16384, 65536), seeds=(0, 1, 2, 3, 4),
                    teacher_n_train=65536, teacher_steps=6000, steps=3000, seq_len=128, n_eval=2048,
                    teacher_d_model=128, time_cap_s=3600.0),

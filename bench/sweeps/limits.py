@@ -61,7 +61,8 @@ class Config:
 
 
 PROFILES = {
-    "quick": Config(mem_budget_bytes=1 * GiB, time_budget_s=0.1, bisect_steps=3, max_t=2 ** 20, time_cap_s=10.0),
+    # time_cap_s bounds each probe: full_sdpa's O(T) memory search otherwise runs O(T²) forwards for minutes
+    "quick": Config(mem_budget_bytes=1 * GiB, time_budget_s=0.1, bisect_steps=3, max_t=2 ** 20, time_cap_s=5.0),
     "full": Config(),
 }
 
