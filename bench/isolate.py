@@ -18,6 +18,7 @@ Inside the child, ``peak_bytes(fn)`` measures the resident-set high-water mark o
 from __future__ import annotations
 
 import ctypes
+import gc
 import importlib
 import os
 import pickle
@@ -151,14 +152,24 @@ def reset_hwm() -> None:
 def peak_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
     """Call ``fn()`` and return ``(result, peak resident bytes it added)``.
 
-    Frees retained heap first (``malloc_trim``), resets the high-water mark, takes RSS as the baseline (inputs
-    the caller built already are in it), calls ``fn`` and returns VmHWM − baseline. Warm ``fn`` up once before
-    probing: first-time code pages and lazily built tables would otherwise count as its memory.
+    Collects Python garbage and frees retained heap first (``gc.collect``, ``malloc_trim``), resets the
+    high-water mark, takes RSS as the baseline (inputs the caller built already are in it), calls ``fn`` with the
+    cyclic collector paused and returns VmHWM − baseline. Without the collect, tensors of earlier calls held by
+    reference cycles were freed, or not, during the probe depending on how many calls the timing had made: the
+    same case in two fresh children read one (T, D) tensor apart. Warm ``fn`` up once before probing: first-time
+    code pages and lazily built tables would otherwise count as its memory.
     """
+    gc.collect()
     release_free_memory()
     reset_hwm()
     baseline = rss_bytes()
-    result = fn()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        result = fn()
+    finally:
+        if enabled:
+            gc.enable()
     return result, hwm_bytes() - baseline
 
 

@@ -38,11 +38,16 @@ def results_path(out_dir: str | Path, sweep: str, profile: str, device: str) -> 
 # The manifest.
 
 def git_state(root: str | Path = _ROOT) -> tuple[str, bool | None]:
-    """``(HEAD sha, dirty)`` of the checkout at ``root``; ``("unknown", None)`` outside git."""
+    """``(HEAD sha, dirty)`` of the checkout at ``root``; ``("unknown", None)`` outside git.
+
+    Dirty means tracked code or configuration differs from HEAD; the measured outputs (``results/``,
+    ``reports/``) do not count, or every sweep of the main job after the first would read dirty.
+    """
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=10, check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                 ":(exclude)results", ":(exclude)reports"], cwd=root,
                                 capture_output=True, text=True, timeout=30, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown", None

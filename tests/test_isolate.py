@@ -111,3 +111,27 @@ def test_fresh_child_runs_every_case_in_a_new_process():
         outs = [w.run(TARGET, case("ok", i=i), timeout_s=60) for i in range(3)]
     assert [o.status for o in outs] == ["ok"] * 3
     assert len({o.metrics["pid"] for o in outs}) == 3 and w.starts == 3
+
+
+def test_peak_probe_collects_cyclic_garbage_first_and_pauses_the_collector():
+    """Tensors held by reference cycles of earlier calls are freed before the baseline, not (or not) during the
+    probe depending on the collector's timing: the same case read one tensor apart in two fresh children."""
+    import gc
+    import weakref
+
+    from bench.isolate import peak_bytes
+
+    class Cycle:
+        pass
+
+    garbage = Cycle()
+    garbage.self = garbage
+    alive = weakref.ref(garbage)
+    del garbage
+    seen = {}
+
+    def fn():
+        seen.update(alive=alive() is not None, collector=gc.isenabled())
+
+    peak_bytes(fn)
+    assert seen == {"alive": False, "collector": False} and gc.isenabled()

@@ -127,3 +127,23 @@ def test_numpy_scalars_and_tuples_are_written_as_json(tmp_path):
 
 def test_results_path_names_sweep_profile_device(tmp_path):
     assert store.results_path(tmp_path, "efficiency", "quick", "cuda:0").name == "efficiency-quick-cuda0.jsonl"
+
+
+def test_dirty_means_code_changed_not_results(tmp_path):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    for rel in ("bench/code.py", "results/runs/a.jsonl", "reports/report.md"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("v1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    assert store.git_state(tmp_path)[1] is False
+    (tmp_path / "results/runs/a.jsonl").write_text("v2\n")
+    (tmp_path / "reports/report.md").write_text("v2\n")
+    assert store.git_state(tmp_path)[1] is False  # a sweep's own outputs do not make the code dirty
+    (tmp_path / "bench/code.py").write_text("v2\n")
+    assert store.git_state(tmp_path)[1] is True
