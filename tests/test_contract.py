@@ -189,6 +189,29 @@ def test_backward_work_grows_as_declared(name, causal):
     assert growth <= 1.1 * 2 ** variants.get(name).spec.time_exponent, growth
 
 
+@pytest.mark.parametrize("T", [200, 256])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("name", ALL)
+def test_strided_inputs_as_a_model_makes_them(name, causal, T):
+    """q, k, v split from one projection and transposed to (B, H, T, D), as a Transformer makes them (not
+    contiguous), give the same output and gradients as contiguous copies. The sparse engine's backward once
+    failed on them ("view size is not compatible") only in the efficiency sweep's training step."""
+    if causal and name not in CAUSAL:
+        pytest.skip("variant is non-causal only")
+    attn = build(name, causal=causal)
+    x = torch.randn(1, T, 3 * H * D, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    q, k, v = (t.view(1, T, H, D).transpose(1, 2) for t in x.split(H * D, dim=-1))  # batch 1: B·H is a view
+    assert not q.is_contiguous()
+    out = attn(q, k, v)
+    (grad_x,) = torch.autograd.grad(out.square().sum(), x)
+    y = x.detach().clone().requires_grad_()
+    qc, kc, vc = (t.view(1, T, H, D).transpose(1, 2).contiguous() for t in y.split(H * D, dim=-1))
+    ref = attn(qc, kc, vc)
+    (grad_y,) = torch.autograd.grad(ref.square().sum(), y)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(grad_x, grad_y)
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_analytic_memory_grows_as_declared(name):
     spec = variants.get(name).spec

@@ -319,7 +319,7 @@ def _tile_backward(plan: _Plan, qb: Tensor, out: Tensor, probs: Tensor, grad_out
     t = plan.tiles
     BH, nb, b, D = qb.shape
     nk, m, g, nblk = t.nk, t.m, t.g, t.hi - t.lo + 1
-    dq = torch.empty_like(qb)
+    dq = qb.new_empty(qb.shape)  # contiguous: qb may be a strided view of a projected (non-contiguous) q
     acc_k, acc_v = (qb.new_zeros(BH, nblk, b, D) for _ in range(2))  # key blocks lo .. hi
     glob_k, glob_v = (qb.new_zeros(BH, g, D) for _ in range(2))
     delta = (grad_out * out).sum(-1, keepdim=True)  # (B·H, nb, b, 1): rowsum(dO ⊙ O)
