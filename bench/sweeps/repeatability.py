@@ -17,48 +17,30 @@ import torch
 
 import variants
 from bench.config import Case, ConfigError
-from bench.measure import (DTYPES, MIN_STABLE_MEDIAN_S, STABLE_REL_IQR, Shape, peak_memory, phase_callable,
-                           time_callable)
+from bench.measure import MIN_STABLE_MEDIAN_S, STABLE_REL_IQR, peak_memory, phase_callable, time_callable
+from bench.sweeps import efficiency
 
 NAME = "repeatability"
 FRESH_CHILD = True
-PHASES = ("forward", "forward_backward")
 MEMORY_TOLERANCE = 0.05  # fresh-child peaks of one case within 5% of their mean
 
 
 @dataclass(frozen=True)
-class Config:
-    variants: tuple[str, ...] = ()  # empty: every registered variant
+class Config(efficiency.Config):
+    """The efficiency sweep's case fields and checks, other defaults, plus how many fresh children measure each
+    case."""
+
     seq_lens: tuple[int, ...] = (4096,)
-    phases: tuple[str, ...] = PHASES
-    repeats: int = 2
-    batch: int = 1
-    heads: int = 4
-    head_dim: int = 64
-    dtype: str = "float32"
-    device: str = "cpu"
-    threads: int = 2
+    phases: tuple[str, ...] = ("forward", "forward_backward")
+    causal: tuple[bool, ...] = (False,)
     min_run_time: float = 0.2
     time_cap_s: float = 300.0
-    seed: int = 0
+    repeats: int = 2
 
     def validate(self) -> None:
-        for name in self.variants:
-            variants.get(name)
-        if not self.seq_lens or any(t <= 0 for t in self.seq_lens):
-            raise ConfigError(f"sequence lengths must be positive, got {self.seq_lens}")
-        unknown = sorted(set(self.phases) - set(PHASES))
-        if unknown:
-            raise ConfigError(f"unknown phase(s) {', '.join(unknown)}; known: {', '.join(PHASES)}")
+        super().validate()
         if self.repeats < 2:
             raise ConfigError(f"--repeats must be >= 2 (a repeat needs two measurements), got {self.repeats}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"unknown dtype {self.dtype!r}; known: {', '.join(DTYPES)}")
-        if self.device != "cpu" and not (self.device.startswith("cuda") and torch.cuda.is_available()):
-            raise ConfigError(f"device {self.device!r} is not available here")
-        for label in ("batch", "heads", "head_dim", "threads"):
-            if getattr(self, label) < 1:
-                raise ConfigError(f"--{label.replace('_', '-')} must be >= 1")
 
 
 PROFILES = {
@@ -73,15 +55,20 @@ def cases(cfg: Config) -> Iterator[Case]:
     for repeat in range(cfg.repeats):
         for T in sorted(cfg.seq_lens):
             for name in names:
-                for phase in cfg.phases:
-                    yield Case.make(NAME, variant=name, T=T, phase=phase, repeat=repeat, causal=False, B=cfg.batch,
-                                    H=cfg.heads, D=cfg.head_dim, dtype=cfg.dtype, device=cfg.device,
-                                    threads=cfg.threads, min_run_time=cfg.min_run_time, seed=cfg.seed)
+                for causal in cfg.causal:
+                    for phase in cfg.phases:
+                        yield Case.make(NAME, variant=name, T=T, phase=phase, repeat=repeat, causal=causal,
+                                        B=cfg.batch, H=cfg.heads, D=cfg.head_dim, dtype=cfg.dtype,
+                                        device=cfg.device, threads=cfg.threads, min_run_time=cfg.min_run_time,
+                                        seed=cfg.seed)
 
 
 def execute(case: Case) -> dict[str, Any]:
     """Runs in a fresh worker child: steady-state time, then the case's own peak memory."""
-    shape = Shape(case["B"], case["H"], case["T"], case["D"], case["dtype"], case["device"], case["causal"])
+    spec = variants.get(case["variant"]).spec
+    if case["causal"] and not spec.supports_causal:
+        raise NotImplementedError(f"{spec.name} does not support causal attention")
+    shape = efficiency.shape_of(case)
     torch.set_num_threads(case["threads"])
     fn = phase_callable(case["variant"], shape, case["phase"], seed=case["seed"])
     out: dict[str, Any] = time_callable(fn, case["threads"], case["min_run_time"])
