@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import variants  # noqa: E402
-from bench.fit import crossover, fit_power_law, loglog_exponent  # noqa: E402
+from bench.fit import crossover, loglog_exponent  # noqa: E402
 
 RC = {"font.family": "DejaVu Sans", "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10,
       "legend.fontsize": 8, "xtick.labelsize": 9, "ytick.labelsize": 9, "axes.grid": True, "grid.alpha": 0.3,

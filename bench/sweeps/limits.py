@@ -15,7 +15,7 @@ import torch
 
 import variants
 from bench.config import Case, ConfigError
-from bench.measure import Shape, make_qkv, phase_callable, resolve_device, time_callable
+from bench.measure import Shape, phase_callable, resolve_device, time_callable
 
 NAME = "limits"
 GiB = 1024 ** 3
