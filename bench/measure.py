@@ -111,22 +111,26 @@ def train_step_callable(name: str, shape: Shape, params: dict[str, Any] | None, 
 
 
 STABLE_REL_IQR = 0.03  # a steady-state time is "stable" when its IQR is within 3% of its median
-MAX_TIMING_ROUNDS = 3
+MAX_TIMING_ROUNDS = 4
+MIN_TIMING_REPEATS = 5  # a median and an IQR need several blocks: a call slower than min_run_time/5 gets more time
 MIN_STABLE_MEDIAN_S = 1e-3  # below 1 ms, timer and scheduler granularity dominate the spread: no re-rounds
 
 
 def time_callable(fn: Callable[[], Any], threads: int, min_run_time: float = 0.2, *,
-                  max_rel_iqr: float = STABLE_REL_IQR, max_rounds: int = MAX_TIMING_ROUNDS) -> dict[str, Any]:
+                  max_rel_iqr: float = STABLE_REL_IQR, max_rounds: int = MAX_TIMING_ROUNDS,
+                  min_repeats: int = MIN_TIMING_REPEATS) -> dict[str, Any]:
     """First (cold) call, then steady state: median and IQR over ``blocked_autorange`` blocks, in seconds.
 
-    A round whose IQR/median exceeds ``max_rel_iqr`` (a burst of other load on a shared machine) is measured
-    again with twice the run time, up to ``max_rounds`` rounds, and the round with the smallest relative IQR is
-    kept: ``rounds`` says how many were needed, ``stable`` whether the kept one meets the bound. Cases under
-    1 ms are measured once (their spread is the timer's, not the machine's).
+    The run time is at least ``min_repeats`` times the first call, so a slow case still gets several blocks (an
+    IQR over one or two blocks would read as a spread of 0). A round whose IQR/median exceeds ``max_rel_iqr`` (a
+    burst of other load on a shared machine) is measured again with twice the run time, up to ``max_rounds``
+    rounds, and the round with the smallest relative IQR is kept: ``rounds`` says how many were needed,
+    ``stable`` whether the kept one meets the bound. Cases under 1 ms are measured once (their spread is the
+    timer's, not the machine's).
     """
     timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
     first = timer.timeit(number=1).median
-    best, rounds, run_time = None, 0, min_run_time
+    best, rounds, run_time = None, 0, max(min_run_time, min_repeats * first)
     while rounds < max_rounds:
         m = timer.blocked_autorange(min_run_time=run_time)
         rounds += 1

@@ -118,6 +118,14 @@ def exponent(T, y) -> tuple[float, float, float, int]:
     return e.value, e.lo, e.hi, e.n
 
 
+def memory_exponent(T, y) -> tuple[float, float, float, int]:
+    """(k, lo, hi, n) of y = a + b·T^k over the top 5 T (``efficiency.memory_exponent``); NaNs below three T."""
+    from bench.sweeps.efficiency import memory_exponent as fit
+
+    e = fit(T, y)
+    return (np.nan, np.nan, np.nan, 0) if e is None else (e.value, e.lo, e.hi, e.n)
+
+
 def declared(variant: str, attr: str) -> float:
     try:
         return float(getattr(variants.get(variant).spec, attr))
@@ -301,13 +309,25 @@ def memory_panel(ax, ok: pd.DataFrame, everything: pd.DataFrame) -> list[dict]:
         ax.plot(a["T"], a["bytes_analytic"], color=color_of(variant), ls="--", lw=1, label=f"{variant} analytic")
         for f in mark_failures(ax, everything, variant, c, marked):
             failures[variant] = f
-        k, lo, hi, n = exponent(c["T"], c["peak_bytes"])
+        k, lo, hi, n = memory_exponent(c["T"], c["peak_bytes"])
         records.append({"variant": variant, "exponent": k, "ci_lo": lo, "ci_hi": hi, "n_fit": n,
-                        "analytic_exponent": exponent(a["T"], a["bytes_analytic"])[0],
+                        "analytic_exponent": memory_exponent(a["T"], a["bytes_analytic"])[0],
                         "declared": declared(variant, "memory_exponent")})
     for r in records:
         r.update(failures.get(r["variant"], {"first_failure_t": np.nan, "failure": ""}))
     return records
+
+
+def other_memory_exponents(table: pd.DataFrame, ok: pd.DataFrame) -> pd.DataFrame:
+    """The table's measured memory exponent for the other phase × causal combinations, one column each."""
+    if table.empty:
+        return table
+    for phase, causal, col in (("forward", True, "exp_fwd_causal"), ("forward_backward", False, "exp_fwd_bwd"),
+                               ("forward_backward", True, "exp_fwd_bwd_causal")):
+        sub = ok[(ok["phase"] == phase) & (ok["causal"] == causal)]
+        table[col] = [memory_exponent(*curve(sub[sub["variant"] == v], "T", "peak_bytes").T.to_numpy())[0]
+                      for v in table["variant"]]
+    return table
 
 
 def fig_memory(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -> FigureResult | NotMeasured:
@@ -315,13 +335,14 @@ def fig_memory(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -
     src = source(df, manifests, "efficiency")
     if src is None or "peak_bytes" not in src.rows:
         return not_measured(name, title, "efficiency", "no efficiency rows with peak memory")
-    rows = src.rows.assign(T=pd.to_numeric(src.rows["T"]))
-    rows = rows[(rows["phase"] == "forward") & (rows["causal"] == False)]  # noqa: E712 (pandas mask)
+    every = src.rows.assign(T=pd.to_numeric(src.rows["T"]))
+    rows = every[(every["phase"] == "forward") & (every["causal"] == False)]  # noqa: E712 (pandas mask)
     ok = ok_rows(rows, "peak_bytes", *(["bytes_analytic"] if "bytes_analytic" in rows else []))
     if ok.empty or "bytes_analytic" not in ok:
         return not_measured(name, title, "efficiency", "no forward non-causal rows with peak and analytic bytes")
     fig, axes = new_figure(1, 1, (10.0, 5.0))
-    table = sorted_table(memory_panel(axes[0, 0], ok, rows), ["variant"])
+    table = other_memory_exponents(sorted_table(memory_panel(axes[0, 0], ok, rows), ["variant"]),
+                                   ok_rows(every, "peak_bytes"))
     style_axes(axes[0, 0], "forward, non-causal: measured peak (solid) and analytic prediction (dashed)",
                "sequence length T", "peak memory beyond the inputs")
     axes[0, 0].set_yscale("log", base=2)
@@ -329,8 +350,10 @@ def fig_memory(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -
     legend_right(axes[0, 0], ncol=1)
     caption = ("Peak memory of one forward beyond its inputs (child-process RSS high-water mark) against T, beside "
                "each spec's analytic memory_bytes (dashed); a cross or square marks the first T that ran out of "
-               "memory or time. The table gives the measured exponent over the four largest T with its 95% CI, "
-               "the analytic and the declared exponent.")
+               "memory or time. The table gives the measured exponent k of peak = a + b·T^k fitted over the "
+               "five largest T (a: fixed buffers, which would bend a log-log slope below 1) with its 95% CI, the "
+               "same fit of the analytic curve, the declared exponent, and the measured exponent of the causal "
+               "forward and of forward+backward (non-causal, causal).")
     return FigureResult(name, title, save(fig, out_dir, name), table, caption, src.manifests)
 
 

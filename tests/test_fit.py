@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bench.fit import crossover, fit_power_law, loglog_exponent
+from bench.fit import crossover, fit_power_law, loglog_exponent, offset_exponent
 
 
 @pytest.mark.parametrize("k", [1.0, 2.0])
@@ -38,3 +38,23 @@ def test_power_law_recovered():
     assert fit.alpha.lo <= 0.3 <= fit.alpha.hi
     assert fit.data_for(0.2) == pytest.approx((0.15 / 3.0) ** (-1 / 0.3), rel=0.3)
     assert fit.data_for(0.01) is None
+
+
+@pytest.mark.parametrize("k", [1.0, 2.0])
+def test_offset_exponent_recovers_k_under_a_fixed_offset(k):
+    """a + b·T^k with an offset that is 20% of the top value: the log-log slope is bent, the offset fit is not."""
+    rng = np.random.default_rng(2)
+    T = 2.0 ** np.arange(7, 16)
+    clean = 1e-7 * T ** k
+    y = (0.2 * clean[-1] + clean) * np.exp(rng.normal(0, 0.01, len(T)))
+    est = offset_exponent(T, y, top=5)
+    assert est.value == pytest.approx(k, abs=0.05)
+    assert est.lo <= est.value <= est.hi and est.n == 5
+    assert loglog_exponent(T, y, top=4).value < k - 0.1  # the slope alone would miss it
+
+
+def test_offset_exponent_of_a_pure_power_and_its_limits():
+    T = 2.0 ** np.arange(7, 12)
+    assert offset_exponent(T, 3.0 * T ** 1.5).value == pytest.approx(1.5, abs=0.01)
+    with pytest.raises(ValueError, match="three distinct"):
+        offset_exponent([64, 128, 128], [1.0, 2.0, 2.1])

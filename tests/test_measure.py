@@ -15,12 +15,14 @@ class FakeTimer:
 
     rounds: list[list[float]] = []
     asked: list[float] = []
+    first: float = 0.01  # the cold call's time
+
 
     def __init__(self, stmt, globals, num_threads):
         pass
 
     def timeit(self, number):
-        return Measurement(1, [0.5], SPEC)
+        return Measurement(number, [FakeTimer.first], SPEC)
 
     def blocked_autorange(self, min_run_time):
         FakeTimer.asked.append(min_run_time)
@@ -35,7 +37,7 @@ LESS_NOISY = [0.010, 0.0104, 0.0108, 0.0112] * 2  # IQR/median ~ 6%
 @pytest.fixture
 def fake_timer(monkeypatch):
     monkeypatch.setattr(measure.tbench, "Timer", FakeTimer)
-    FakeTimer.asked = []
+    FakeTimer.asked, FakeTimer.first = [], 0.01
     yield FakeTimer
 
 
@@ -54,10 +56,20 @@ def test_an_unstable_round_is_remeasured_longer_until_stable(fake_timer):
 
 
 def test_never_stable_keeps_the_least_noisy_round_and_says_so(fake_timer):
-    fake_timer.rounds = [NOISY, LESS_NOISY, NOISY]
+    fake_timer.rounds = [NOISY, LESS_NOISY, NOISY, NOISY]
     out = measure.time_callable(lambda: None, 1, 0.1)
-    assert (out["rounds"], out["stable"], fake_timer.asked) == (3, False, [0.1, 0.2, 0.4])
+    assert measure.MAX_TIMING_ROUNDS == 4
+    assert (out["rounds"], out["stable"], fake_timer.asked) == (4, False, [0.1, 0.2, 0.4, 0.8])
     assert out["median_s"] == pytest.approx(0.0106)
+
+
+def test_a_slow_call_gets_run_time_for_several_blocks(fake_timer):
+    """A 1 s call under a 0.5 s min_run_time would be one block, whose IQR reads 0: the run time is raised."""
+    fake_timer.first = 1.0
+    fake_timer.rounds = [[t * 100 for t in QUIET]]
+    out = measure.time_callable(lambda: None, 1, 0.5)
+    assert fake_timer.asked == [measure.MIN_TIMING_REPEATS * 1.0] and measure.MIN_TIMING_REPEATS >= 5
+    assert out["stable"] and out["repeats"] == 8
 
 
 def test_sub_millisecond_cases_are_not_remeasured(fake_timer):

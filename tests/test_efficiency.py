@@ -1,0 +1,47 @@
+"""bench/sweeps/efficiency.py: which cases a profile makes, and the exponent table built from rows."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import variants
+from bench.config import ConfigError
+from bench.sweeps import efficiency as eff
+
+
+def grid(cfg: eff.Config) -> set[tuple[str, int, str]]:
+    return {(c["variant"], c["T"], c["phase"]) for c in eff.cases(cfg)}
+
+
+def test_full_profile_takes_subquadratic_variants_past_the_quadratic_cap():
+    cfg = eff.PROFILES["full"]
+    made = grid(cfg)
+    top = max(cfg.seq_lens)
+    assert top >= 4 * cfg.quadratic_max_t  # the linear ones get two doublings beyond the quadratic ones
+    for name in variants.names():
+        longest = max(T for v, T, p in made if v == name and p == "forward")
+        if variants.get(name).spec.time_exponent >= 2:
+            assert longest == cfg.quadratic_max_t, name
+        else:
+            assert longest == top, name
+    assert max(T for v, T, p in made if p == "train_step") == cfg.train_step_max_t
+
+
+def test_no_quadratic_cap_by_default_and_a_negative_one_is_refused():
+    cfg = eff.Config(variants=("full_sdpa",), seq_lens=(128, 256), phases=("forward",))
+    assert {T for _, T, _ in grid(cfg)} == {128, 256}
+    with pytest.raises(ConfigError, match="quadratic-max-t"):
+        eff.Config(quadratic_max_t=-1).validate()
+
+
+def test_memory_exponent_sees_through_a_fixed_buffer():
+    """A linear variant with a 4 MiB buffer beside an output of 1 KiB per token: slope < 0.9, offset fit ≈ 1."""
+    T = 2 ** np.arange(10, 16)
+    rows = pd.DataFrame({"sweep": "efficiency", "status": "ok", "variant": "linear_elu", "phase": "forward",
+                         "causal": False, "T": T, "median_s": 1e-6 * T, "peak_bytes": 4 * 2 ** 20 + 1024 * T})
+    table = eff.exponent_table(rows)
+    (row,) = table.to_dict("records")
+    assert row["mem_exp"].value == pytest.approx(1.0, abs=0.02)
+    assert row["time_exp"].value == pytest.approx(1.0, abs=0.01)
+    assert eff.memory_exponent(T[:2], T[:2]) is None  # three lengths at least
