@@ -21,13 +21,40 @@ def full_flops(B: int, H: int, T: int, D: int, causal: bool = False, **_: object
 
 
 def naive_memory(B: int, H: int, T: int, D: int, causal: bool = False, elem_bytes: int = 4, **_: object) -> int:
-    """The score matrix and the probability matrix are alive together at the softmax: 2·B·H·T² elements."""
-    return 2 * B * H * T * T * elem_bytes
+    """Peak of one forward: the (B, H, T, T) scores and probabilities alive together at the softmax (2·S bytes).
+
+    The scaled q (B·H·T·D) is freed before the softmax and the output (B·H·T·D) is written after the scores are
+    freed, so neither adds to the peak; non-causal measures within 1% of 2·S at T = 4096 and 16384.
+
+    Causal adds the (T, T) bool allow-mask and its negation ``~mask`` (2·T² bytes), alive at the in-place
+    ``masked_fill_``. (It was out of place until the memory model was checked against measurement: a third S
+    whose hole the heap reused in some worker children and not in others, 548 vs 800 MiB at T = 4096.)
+    """
+    S = B * H * T * T * elem_bytes
+    if not causal:
+        return 2 * S
+    return 2 * S + 2 * T * T
 
 
-def sdpa_memory(B: int, H: int, T: int, D: int, causal: bool = False, elem_bytes: int = 4, **_: object) -> int:
-    """Fused kernel: a float32 log-sum-exp and a running max per query; O(B·H·T). Blocks are O(1) in T."""
-    return 2 * B * H * T * 4
+def _flash_splits(T: int) -> tuple[int, int]:
+    """Query and key block sizes of torch's CPU flash-attention kernel (``FlashAttentionKernel.cpp``)."""
+    q_split = 256 if T >= 768 else 64 if T >= 192 else 32
+    return min(q_split, T), min(512, T)
+
+
+def sdpa_memory(B: int, H: int, T: int, D: int, causal: bool = False, elem_bytes: int = 4,
+                threads: int | None = None, **_: object) -> int:
+    """Fused CPU kernel: the (B, H, T, D) output, a log-sum-exp per query (B·H·T, accumulate type) and one
+    scratch buffer per thread, each a (q_split × kv_split) score block, a running max and sum per query row and a
+    (q_split × D) accumulator in the accumulate type (float32 for half inputs, which add a half copy of the score
+    block). The scratch is O(1) in T but ~1.2 MiB at 2 threads, a quarter of the peak at T = 4096. ``threads``
+    defaults to ``torch.get_num_threads()`` (what the kernel will use when called now).
+    """
+    threads = torch.get_num_threads() if threads is None else threads
+    acc = max(elem_bytes, 4)
+    qs, ks = _flash_splits(T)
+    scratch = (qs * ks + 2 * qs + qs * D) * acc + (qs * ks * elem_bytes if elem_bytes < 4 else 0)
+    return B * H * T * D * elem_bytes + B * H * T * acc + threads * scratch
 
 
 @register
@@ -49,7 +76,7 @@ class NaiveAttention(Attention):
         scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)  # (B, H, T, D) -> (B, H, T, T)
         mask = combine_masks(q.shape[-2], self.causal, key_valid, q.device)
         if mask is not None:
-            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)  # in place: no third T×T buffer
         probs = scores.softmax(dim=-1)
         del scores
         return probs @ v  # (B, H, T, T) @ (B, H, T, D) -> (B, H, T, D)

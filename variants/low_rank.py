@@ -27,11 +27,19 @@ def _scores(a: Tensor, b: Tensor, scale: float) -> Tensor:
 
 
 def _masked_softmax(scores: Tensor, allow: Tensor | None) -> Tensor:
-    """Softmax over the last dim with a boolean allow-mask; rows with nothing allowed are all zeros."""
+    """Softmax over the last dim with a boolean allow-mask; rows with nothing allowed are all zeros.
+
+    Consumes ``scores``: when no gradient is needed (the inference forward) the softmax is written over them, so
+    one (…, Ta, Tb) buffer exists instead of two (the linformer and Nyströmformer forward peaks drop by a third).
+    """
+    inplace = not scores.requires_grad
+    if allow is not None:
+        scores = scores.masked_fill_(~allow, torch.finfo(scores.dtype).min)
+    probs = torch.softmax(scores, dim=-1, out=scores) if inplace else scores.softmax(dim=-1)
     if allow is None:
-        return scores.softmax(dim=-1)
-    probs = scores.masked_fill_(~allow, torch.finfo(scores.dtype).min).softmax(dim=-1)
-    return probs * allow  # zeroes the (uniform) rows that had no allowed entry; elsewhere a no-op
+        return probs
+    # zeroes the (uniform) rows that had no allowed entry; elsewhere a no-op
+    return probs.mul_(allow) if inplace else probs * allow
 
 
 def _zero_padding(x: Tensor, key_valid: Tensor | None) -> Tensor:
@@ -50,11 +58,14 @@ def linformer_flops(B: int, H: int, T: int, D: int, causal: bool = False, *, k: 
 
 def linformer_memory(B: int, H: int, T: int, D: int, causal: bool = False, elem_bytes: int = 4, *, k: int = 64,
                      **_: object) -> int:
-    """K', V' (B·H·k·D each) and the (B, H, T, k) scores and probabilities alive together at the softmax.
+    """Peak of one forward (inference, output included): K', V' (B·H·k·D each), the (B, H, T, k) scores with
+    the softmax written over them (``_masked_softmax``) and the (B, H, T, D) output. The transposed (T, B·H·D)
+    copies of k and v that ``_project`` makes are freed before the scores exist and their hole is reused.
+    (Under autograd the softmax is out of place: one more (T, k) buffer, part of the forward+backward phase.)
 
     Without padding; with ``key_valid`` the zeroed copies of k and v add 2·B·H·T·D.
     """
-    return (2 * B * H * k * D + 2 * B * H * T * k) * elem_bytes
+    return (2 * B * H * k * D + B * H * T * k + B * H * T * D) * elem_bytes
 
 
 def _project(E: Tensor, x: Tensor) -> Tensor:
@@ -119,7 +130,7 @@ class LinformerAttention(Attention):
         F = self.F[:, :T].to(q.dtype)
         k_proj = _project(E, _zero_padding(k, key_valid))  # (k, T) · (B, H, T, D) -> (B, H, k, D)
         v_proj = _project(F, _zero_padding(v, key_valid))
-        probs = _scores(q, k_proj, 1.0 / math.sqrt(q.shape[-1])).softmax(dim=-1)  # (B, H, T, k)
+        probs = _masked_softmax(_scores(q, k_proj, 1.0 / math.sqrt(q.shape[-1])), None)  # (B, H, T, k)
         return probs @ v_proj  # (B, H, T, k) @ (B, H, k, D) -> (B, H, T, D)
 
 
@@ -143,14 +154,15 @@ def nystrom_flops(B: int, H: int, T: int, D: int, causal: bool = False, *, landm
 
 def nystrom_memory(B: int, H: int, T: int, D: int, causal: bool = False, elem_bytes: int = 4, *,
                    landmarks: int = 64, pinv_iters: int = 6, **_: object) -> int:
-    """Estimate: one (T × m) kernel's scores and probabilities alive together (2·T·m), the two landmark sets and
-    W = kernel·V and A⁺·W (4·m·D), and ~5 m × m matrices live in the pseudo-inverse iteration; per (batch, head).
+    """Peak of one forward (inference, output included), per (batch, head): one (T × m) kernel with its softmax
+    written over its scores (T·m), the (T, D) output, the two landmark sets and W = kernel·V and A⁺·W (4·m·D),
+    and ~5 m × m matrices live in the pseudo-inverse iteration.
 
     Without padding; ``key_valid`` adds the zeroed copies of q and k (2·T·D). For bf16 inputs the m × m part is
     really held in fp32; with m ≪ T that is negligible and not modelled.
     """
     m = _landmark_count(T, landmarks)
-    return B * H * (2 * T * m + 4 * m * D + 5 * m * m) * elem_bytes
+    return B * H * (T * m + T * D + 4 * m * D + 5 * m * m) * elem_bytes
 
 
 def segment_bounds(T: int, m: int) -> tuple[int, int, int]:

@@ -404,13 +404,35 @@ def tile_attend(q: Tensor, k: Tensor, v: Tensor, key_valid: Tensor | None, tiles
     return out.view(B, H, tiles.nb * tiles.b, D)[:, :, :T]
 
 
-def _tile_memory(B: int, H: int, D: int, nb: int, b: int, nk: int, elem_bytes: int) -> int:
-    """Peak of a ``tile_attend`` forward that autograd records: the (B·H, nb, b, nk) probabilities saved for
-    backward, padded q, padded k and v, output (B·H·nb·b·4·D), the (nb, b, nk) mask bias and one group's buffers.
-    Without autograd the probabilities are not kept and the peak is the rest (O(T·D) + one group)."""
-    elems = B * H * nb * b * (nk + 4 * D) + nb * b * nk
-    group = max(GROUP_BYTES, (2 * b * nk + 2 * nk * D + 2 * b * D) * elem_bytes)
-    return elems * elem_bytes + group
+def _per_block(b: int, nk: int, D: int, elem_bytes: int) -> int:
+    """Bytes of tile buffers per query block, as ``_Plan`` sizes its groups."""
+    return (2 * b * nk + 2 * nk * D + 2 * b * D) * elem_bytes
+
+
+def _tile_memory(B: int, H: int, T: int, D: int, nb: int, b: int, nk: int, elem_bytes: int,
+                 kv_rows: int | None) -> int:
+    """Peak of a ``tile_attend`` forward without autograd (what the benchmark's forward measures), output included.
+
+    Alive for the whole call: the (B·H, nb, b, D) output, q zero-padded to nb·b rows when b does not divide T, and
+    either the zero-padded k and v of ``kv_rows`` rows each (banded: ``kv_rows`` given) or the (B·H, nb, nk) int64
+    gather index (``kv_rows`` None). Then one group's buffers (``_groups``): its (n, b, nk) scores, softmaxed in
+    place, plus its (n, nk, D) k and v tiles when they are gathered (not banded) or copied (a banded group that
+    spans several heads). The (nb, b, nk) mask bias is built once per T with the layout (``memo_tiles``), before
+    any measured call, and is not counted. Under autograd the (B·H, nb, b, nk) probabilities saved for backward
+    add B·H·nb·b·nk elements; that is the forward+backward phase's memory, not this one's.
+    """
+    BH = B * H
+    groups = _groups(BH, H, nb, _per_block(b, nk, D, elem_bytes), False)
+    n = max((h1 - h0) * (e - s) for h0, h1, s, e in groups)
+    multi_head = max(h1 - h0 for h0, h1, _, _ in groups) > 1
+    elems = BH * nb * b * D + (BH * nb * b * D if nb * b != T else 0) + n * b * nk
+    index_bytes = 0
+    if kv_rows is None:
+        index_bytes = BH * nb * nk * 8
+        elems += 2 * n * nk * D
+    else:
+        elems += 2 * BH * kv_rows * D + (2 * n * nk * D if multi_head else 0)
+    return elems * elem_bytes + index_bytes
 
 
 # -------------------------------------------------------------------------------------------- sliding window
@@ -423,9 +445,12 @@ def window_flops(B: int, H: int, T: int, D: int, causal: bool = False, window: i
 
 def window_memory(B: int, H: int, T: int, D: int, causal: bool = False, elem_bytes: int = 4,
                   window: int = 64, **_: object) -> int:
-    """Tiles of (b × n_off·b) per block: O(B·H·T·w) elements (the key_valid mask's B× bytes not counted)."""
+    """``_tile_memory`` of the banded engine: k and v padded by r blocks before (and, non-causal, after) the
+    sequence, tiles of (b × n_off·b) scores per group: O(B·H·T·D) + one group. Measured at T = 4096 and 16384:
+    1.03-1.10× this (the excess is per-group allocator slack, ~0.3 MiB per group at 4096)."""
     b, nb, r = _geometry(T, window, window)
-    return _tile_memory(B, H, D, nb, b, _n_offsets(r, causal) * b, elem_bytes)
+    kv_rows = (nb + (r if causal else 2 * r)) * b
+    return _tile_memory(B, H, T, D, nb, b, _n_offsets(r, causal) * b, elem_bytes, kv_rows)
 
 
 @register
@@ -491,11 +516,21 @@ def bigbird_flops(B: int, H: int, T: int, D: int, causal: bool = False, block_si
 def bigbird_memory(B: int, H: int, T: int, D: int, causal: bool = False, elem_bytes: int = 4,
                    block_size: int = 32, window: int = 32, n_global: int = 2, n_random: int = 2,
                    seed: int = 0, **_: object) -> int:
-    """Block tiles as for the window, plus the g × T scores and probabilities of the global query rows."""
+    """``_tile_memory`` of the gathering engine (window + random blocks + global tokens per tile); non-causal adds
+    the g × T scores and probabilities of the dense global query rows and the (B, H, T, D) ``cat`` that puts those
+    rows in front of the block output (alive with it), less one (n, nk, D) tile: the cat is allocated after the
+    last group's buffers are freed and reuses at least that hole.
+
+    Measured at T = 4096: causal 7.8-8.3 MiB (1.07-1.13× this); non-causal 9.1-13.1 MiB (0.86-1.24×) in
+    different worker children, as the cat reuses all, or none, of the freed group buffers. At 16384: 1.02-1.06×.
+    """
     b, nb, r, slots, g = _bigbird_shape(T, causal, block_size, window, n_global, n_random)
     nk = (_n_offsets(r, causal) + slots) * b + g
-    dense = 0 if causal else 2 * B * H * g * T * elem_bytes
-    return _tile_memory(B, H, D, nb, b, nk, elem_bytes) + dense
+    tiles = _tile_memory(B, H, T, D, nb, b, nk, elem_bytes, None)
+    if causal:
+        return tiles
+    n = max((h1 - h0) * (e - s) for h0, h1, s, e in _groups(B * H, H, nb, _per_block(b, nk, D, elem_bytes), False))
+    return tiles + (2 * B * H * g * T + B * H * T * D - n * nk * D) * elem_bytes
 
 
 @register
