@@ -165,6 +165,28 @@ def peak_memory(fn: Callable[[], Any], device: str = "cpu") -> int:
     return int(peak_bytes(fn)[1])
 
 
+def live_peak_bytes(fn: Callable[[], Any]) -> int:
+    """Most tensor bytes alive at once during one call of ``fn``, beyond those alive before it (CPU).
+
+    From the allocation events of ``torch.profiler`` (``profile_memory``): every allocation and free of torch's CPU
+    allocator, summed in order. Unlike the RSS high-water mark this does not depend on how the heap is laid out
+    (a freed hole too small for the next tensor, a small block splitting a large hole), so it is the number to
+    hold an analytic "bytes alive at the peak" model against; the RSS peak is what the process really takes.
+    Memory that libraries allocate outside torch (MKL packing buffers) is not seen.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    live = peak = 0
+    for e in events:
+        live += e.nbytes()
+        peak = max(peak, live)
+    return int(peak)
+
+
 def counted_flops(name: str, shape: Shape, params: dict[str, Any] | None = None) -> int:
     """Matmul FLOPs of one forward, counted by FlopCounterMode on the math path (B as given).
 

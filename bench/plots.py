@@ -315,7 +315,20 @@ def memory_panel(ax, ok: pd.DataFrame, everything: pd.DataFrame) -> list[dict]:
                         "declared": declared(variant, "memory_exponent")})
     for r in records:
         r.update(failures.get(r["variant"], {"first_failure_t": np.nan, "failure": ""}))
+        r.update(top_ratios(ok[ok["variant"] == r["variant"]]))
     return records
+
+
+def top_ratios(rows: pd.DataFrame) -> dict[str, float]:
+    """At the largest T: measured RSS peak over the spec's analytic bytes, and over the live tensor bytes (the
+    heap's fragmentation), where the rows have them."""
+    if rows.empty:
+        return {}
+    top = rows.sort_values("T").iloc[-1]
+    out = {"top_t": float(top["T"]), "rss_over_analytic": float(top["peak_bytes"]) / float(top["bytes_analytic"])}
+    live = pd.to_numeric(pd.Series([top.get("peak_live_bytes", np.nan)]), errors="coerce").iloc[0]
+    out["rss_over_live"] = float(top["peak_bytes"]) / live if live and np.isfinite(live) else np.nan
+    return out
 
 
 def other_memory_exponents(table: pd.DataFrame, ok: pd.DataFrame) -> pd.DataFrame:
@@ -352,8 +365,10 @@ def fig_memory(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -
                "each spec's analytic memory_bytes (dashed); a cross or square marks the first T that ran out of "
                "memory or time. The table gives the measured exponent k of peak = a + b·T^k fitted over the "
                "five largest T (a: fixed buffers, which would bend a log-log slope below 1) with its 95% CI, the "
-               "same fit of the analytic curve, the declared exponent, and the measured exponent of the causal "
-               "forward and of forward+backward (non-causal, causal).")
+               "same fit of the analytic curve, the declared exponent, at the largest T the RSS peak over the "
+               "analytic bytes and over the live tensor bytes (torch's allocation events: the gap is the heap's "
+               "fragmentation), and the measured exponent of the causal forward and of forward+backward "
+               "(non-causal, causal).")
     return FigureResult(name, title, save(fig, out_dir, name), table, caption, src.manifests)
 
 

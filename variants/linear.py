@@ -44,9 +44,33 @@ def augment_values(v: Tensor, key_valid: Tensor | None, dtype: torch.dtype) -> T
     return v_aug
 
 
+class _KeyValueSummary(torch.autograd.Function):
+    """φ(K)ᵀ[V | 1] with a backward that writes both gradients as contiguous (T, ·) tensors.
+
+    Autograd's own backward of ``phi_k.transpose(-2, -1) @ v_aug`` computes the gradient of the transposed
+    operand, (F, T), and hands φ(K) its transpose: a view with stride T along the features, which the feature
+    map's backward then reads element by element across pages. That read slowed with T (elu_backward 16.7 ms
+    at T = 32768, 104 ms at 131072, against 11 and 45 ms on contiguous input), which made linear_elu's
+    forward+backward grow as T^1.15 at the top of the range.
+    """
+
+    @staticmethod
+    def forward(ctx, phi_k: Tensor, v_aug: Tensor) -> Tensor:
+        ctx.save_for_backward(phi_k, v_aug)
+        return phi_k.transpose(-2, -1) @ v_aug  # (B, H, F, T) @ (B, H, T, E) -> (B, H, F, E)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_kv: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        phi_k, v_aug = ctx.saved_tensors
+        grad_phi_k = v_aug @ grad_kv.transpose(-2, -1) if ctx.needs_input_grad[0] else None  # (B, H, T, F)
+        grad_v_aug = phi_k @ grad_kv if ctx.needs_input_grad[1] else None  # (B, H, T, E)
+        return grad_phi_k, grad_v_aug
+
+
 def linear_attention(phi_q: Tensor, phi_k: Tensor, v_aug: Tensor) -> Tensor:
     """Non-causal: φ(Q)·(φ(K)ᵀ[V | 1]); two matmuls of 2·T·F·(D+1) FLOPs each, per head."""
-    kv = phi_k.transpose(-2, -1) @ v_aug  # (B, H, F, T) @ (B, H, T, E) -> (B, H, F, E)
+    kv = _KeyValueSummary.apply(phi_k, v_aug)  # (B, H, F, E)
     return phi_q @ kv  # (B, H, T, F) @ (B, H, F, E) -> (B, H, T, E)
 
 
@@ -102,27 +126,17 @@ def core_flops(B: int, H: int, T: int, F_: int, D: int, causal: bool, chunk_size
 
 
 def core_memory_elems(T: int, F_: int, D: int, causal: bool, chunk_size: int) -> int:
-    """Elements resident at the core's peak, per (batch, head), output included: φ(Q), φ(K) (T·F each), [V | 1]
-    and the (T, E) result, the (T, D) output of ``normalise`` and the (F, E) state(s); when causal also the (T, E)
-    chunk outputs alive at their cat, one chunk's c×c scores and two (c, E) partial outputs.
+    """Elements alive at the core's peak, per (batch, head), output included.
 
-    The (T, D) output is written after the chunk outputs are freed, but it does not fit in their (T, D+1)-sized
-    holes exactly when small tensors split them first; measured, it lands in fresh pages, so it is counted."""
+    Non-causal, at ``normalise``: φ(Q), φ(K) (T·F each), [V | 1] and the (T, E) result, the (T, D) output and the
+    (F, E) summary. Causal, at the ``cat``: φ(Q), φ(K), [V | 1], the (T, E) chunk outputs and their (T, E) cat,
+    plus the (F, E) states, one chunk's c×c scores and two (c, E) partial outputs. (Live tensor bytes, as
+    ``bench.measure.live_peak_bytes`` counts them; the feature maps' temporaries are freed before the peak.)"""
     E = D + 1
-    base = 2 * T * F_ + 2 * T * E + T * D
     if not causal:
-        return base + F_ * E
+        return 2 * T * F_ + 2 * T * E + T * D + F_ * E
     c = min(chunk_size, T)
-    return base + T * E + 2 * F_ * E + c * c + 2 * c * E
-
-
-def feature_temp_elems(T: int, D: int) -> int:
-    """(T, D) temporaries of the two feature maps, per (batch, head), that stay resident until the peak: freed
-    before it, but under the benchmark's retained heap (``bench.isolate.ALLOCATOR_POLICY``) their holes are too
-    small for the later (T, D+1) tensors, so their pages still count in the RSS high-water mark. Two in total:
-    elu(x) before the ``+ 1`` of each map (linear_elu); x/D^¼ and x² (linear_performer, whose second map reuses
-    the first map's holes)."""
-    return 2 * T * D
+    return 2 * T * F_ + 3 * T * E + 2 * F_ * E + c * c + 2 * c * E
 
 
 def upcast_bytes(B: int, H: int, T: int, D: int, elem_bytes: int) -> int:
@@ -140,15 +154,11 @@ def elu_flops(B: int, H: int, T: int, D: int, causal: bool = False, chunk_size: 
 
 def elu_memory(B: int, H: int, T: int, D: int, causal: bool = False, elem_bytes: int = 4, chunk_size: int = 64,
                **_: object) -> int:
-    """Peak of one forward, output included: the core with F = D and the two elu(x) temporaries, in the compute
-    dtype (at least 4 bytes), plus any upcast copies.
-
-    Measured at T = 4096 and 16384 in the benchmark's worker: 7.0·B·H·T·D·4 bytes non-causal, 8.5-9.1× causal,
-    i.e. every (T, ·) tensor the forward allocates stays resident; this model is 7.05× and 8.1×. In a fresh process
-    the heap sometimes reuses the elu holes and the peak is ~5× (ratio ~0.72): the fragmentation of the retained
-    heap, not a tensor the model misses."""
+    """Peak of one forward, output included: the core with F = D in the compute dtype (at least 4 bytes), plus
+    any upcast copies. The RSS peak is higher by the heap's fragmentation: the elu(x) temporaries' holes are too
+    small for the later (T, D+1) tensors (7.0× B·H·T·D·4 bytes measured in the sweep's worker, 5.05× live)."""
     check_positive("linear_elu", chunk_size=chunk_size)
-    elems = B * H * (core_memory_elems(T, D, D, causal, chunk_size) + feature_temp_elems(T, D))
+    elems = B * H * core_memory_elems(T, D, D, causal, chunk_size)
     return elems * max(elem_bytes, 4) + upcast_bytes(B, H, T, D, elem_bytes)
 
 
@@ -208,11 +218,11 @@ def performer_flops(B: int, H: int, T: int, D: int, causal: bool = False, n_feat
 
 def performer_memory(B: int, H: int, T: int, D: int, causal: bool = False, elem_bytes: int = 4,
                      n_features: int = 256, seed: int = 0, chunk_size: int = 64, **_: object) -> int:
-    """Peak of one forward, output included: the core with F = r and the feature maps' (T, D) temporaries (x/D^¼,
-    x²), plus any upcast copies. The (T, r) logits are shifted and exponentiated in place, so each feature map is
-    one (T, r) tensor. Measured at T = 4096 and 16384: 1.01× this non-causal, 1.04× causal."""
+    """Peak of one forward, output included: the core with F = r, plus any upcast copies. The (T, r) logits are
+    shifted and exponentiated in place, so each feature map is one (T, r) tensor; the (T, D) temporaries (x/D^¼,
+    x²) are freed before the peak."""
     check_performer(n_features, seed, chunk_size)
-    elems = B * H * (core_memory_elems(T, n_features, D, causal, chunk_size) + feature_temp_elems(T, D))
+    elems = B * H * core_memory_elems(T, n_features, D, causal, chunk_size)
     return elems * max(elem_bytes, 4) + upcast_bytes(B, H, T, D, elem_bytes)
 
 

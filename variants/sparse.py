@@ -297,8 +297,9 @@ def _tile_forward(plan: _Plan, qb: Tensor, probs: Tensor | None) -> Tensor:
     out = qb.new_empty(BH, nb, b, D)
     for h0, h1, s, e in plan.groups:
         n = (h1 - h0) * (e - s)
-        scores = torch.baddbmm(qb.new_empty(n, b, nk), qb[h0:h1, s:e].reshape(n, b, D),
-                               plan.kt(h0, h1, s, e).transpose(1, 2), beta=0, alpha=D ** -0.5)  # -> (n, b, nk)
+        scores = qb.new_empty(n, b, nk)  # written by baddbmm itself (out=): no second group-sized buffer
+        torch.baddbmm(scores, qb[h0:h1, s:e].reshape(n, b, D), plan.kt(h0, h1, s, e).transpose(1, 2), beta=0,
+                      alpha=D ** -0.5, out=scores)  # -> (n, b, nk)
         scores.view(h1 - h0, e - s, b, nk).add_(plan.bias_of(h0, s, e))
         p = scores if probs is None else probs[h0:h1, s:e].view(n, b, nk)
         torch.softmax(scores, -1, out=p)
@@ -516,21 +517,19 @@ def bigbird_flops(B: int, H: int, T: int, D: int, causal: bool = False, block_si
 def bigbird_memory(B: int, H: int, T: int, D: int, causal: bool = False, elem_bytes: int = 4,
                    block_size: int = 32, window: int = 32, n_global: int = 2, n_random: int = 2,
                    seed: int = 0, **_: object) -> int:
-    """``_tile_memory`` of the gathering engine (window + random blocks + global tokens per tile); non-causal adds
-    the g × T scores and probabilities of the dense global query rows and the (B, H, T, D) ``cat`` that puts those
-    rows in front of the block output (alive with it), less one (n, nk, D) tile: the cat is allocated after the
-    last group's buffers are freed and reuses at least that hole.
-
-    Measured at T = 4096: causal 7.8-8.3 MiB (1.07-1.13× this); non-causal 9.1-13.1 MiB (0.86-1.24×) in
-    different worker children, as the cat reuses all, or none, of the freed group buffers. At 16384: 1.02-1.06×.
+    """``_tile_memory`` of the gathering engine (window + random blocks + global tokens per tile). Non-causal, the
+    block output and the (B, H, T, D) ``cat`` that puts the dense global rows in front of it are alive together
+    after the group buffers are freed, so the peak is the larger of the two, plus the g × T scores and
+    probabilities of the global rows. (The RSS peak varies with whether the cat reuses the freed group buffers:
+    9.1-13.1 MiB at T = 4096 in different worker children, against 8.0 MiB live.)
     """
     b, nb, r, slots, g = _bigbird_shape(T, causal, block_size, window, n_global, n_random)
     nk = (_n_offsets(r, causal) + slots) * b + g
     tiles = _tile_memory(B, H, T, D, nb, b, nk, elem_bytes, None)
     if causal:
         return tiles
-    n = max((h1 - h0) * (e - s) for h0, h1, s, e in _groups(B * H, H, nb, _per_block(b, nk, D, elem_bytes), False))
-    return tiles + (2 * B * H * g * T + B * H * T * D - n * nk * D) * elem_bytes
+    block_out = B * H * T * D * elem_bytes
+    return max(tiles, 2 * block_out) + 2 * B * H * g * T * elem_bytes
 
 
 @register

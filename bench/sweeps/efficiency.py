@@ -2,7 +2,8 @@
 
 Every variant × T (powers of two) × phase (forward, forward_backward, train_step) × causal. Each case runs in the
 isolated worker: steady-state time (median, IQR, repeats) beside the first call, the case's own peak memory, and
-for the forward phase the FLOPs counted on the math path beside the spec's analytic count.
+for the forward phase the FLOPs counted on the math path beside the spec's analytic count, and (CPU) the peak of
+live tensor bytes beside the RSS peak and the spec's analytic bytes.
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import torch
 
 import variants
 from bench.config import Case, ConfigError
-from bench.measure import (DTYPES, PHASES, Shape, counted_flops, log2_grid, peak_memory, phase_callable,
-                           time_callable)
+from bench.measure import (DTYPES, PHASES, Shape, counted_flops, live_peak_bytes, log2_grid, peak_memory,
+                           phase_callable, time_callable)
 
 NAME = "efficiency"
 CALIBRATION = "bench.measure:gemm_calibration"  # GEMM peak, stored in the manifest
@@ -107,6 +108,8 @@ def execute(case: Case) -> dict[str, Any]:
     if case["phase"] == "forward":
         elem = torch.finfo(shape.torch_dtype).bits // 8
         params = dict(spec.default_params)
+        if torch.device(shape.device).type == "cpu":  # CUDA's peak above is already the allocator's live bytes
+            out["peak_live_bytes"] = live_peak_bytes(fn)  # beside the RSS peak: the heap's fragmentation is the gap
         out["flops"] = counted_flops(case["variant"], shape)
         out["flops_analytic"] = int(spec.flops(shape.B, shape.H, shape.T, shape.D, causal=shape.causal, **params))
         out["bytes_analytic"] = int(spec.memory_bytes(shape.B, shape.H, shape.T, shape.D, causal=shape.causal,
