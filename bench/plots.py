@@ -750,7 +750,50 @@ def fig_repeatability(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | 
     return FigureResult(name, title, save(fig, out_dir, name), table, caption, src.manifests)
 
 
+# ---------------------------------------------------------------------------------- 11. against public code
+
+PEER_RATIOS = (("time_ratio", "time"), ("bytes_ratio", "peak memory (RSS)"), ("live_bytes_ratio", "live bytes"))
+
+
+def peer_bars(ax, table: pd.DataFrame, column: str, title: str) -> None:
+    """One bar per peer × phase × T, ours/peer on a log axis, parity (1) as a dotted line."""
+    labels = [f"{p}\n{'fwd+bwd' if ph == 'forward_backward' else 'fwd'} T={t}"
+              for p, ph, t in zip(table["peer"], table["phase"], table["T"])]
+    x = np.arange(len(table))
+    ax.bar(x, table[column], color=[color_of(v) for v in table["variant"]], edgecolor="black", linewidth=0.5)
+    ax.axhline(1.0, color="black", ls=":", lw=1.0, label="parity")
+    ax.set_xticks(x, labels, rotation=90, fontsize=7)
+    style_axes(ax, title, "", "ours / peer (< 1: ours better)", logx=False, logy=True)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}"))
+    ax.legend(loc="upper right")
+
+
+def fig_peers(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -> FigureResult | NotMeasured:
+    from bench.sweeps import peers as sweep
+
+    name, title = "peers", "Ours against the public PyTorch implementations of the same methods"
+    src = source(df, manifests, sweep.NAME)
+    table = sweep.summarize(src.rows) if src is not None else None
+    if table is None or table.empty:
+        return not_measured(name, title, sweep.NAME, "no pair of ours and a peer measured")
+    table = table.sort_values(["peer", "phase", "T"], kind="stable").reset_index(drop=True)
+    ratios = [(c, t) for c, t in PEER_RATIOS if c in table and table[c].notna().any()]
+    fig, axes = new_figure(1, len(ratios), (5.0 * len(ratios), 5.0))
+    for ax, (column, what) in zip(axes[0], ratios):
+        peer_bars(ax, table, column, what)
+    keep = ["peer", "variant", "phase", "T", *(c for c, _ in ratios), "rel_err", "grad_rel_err",
+            "rel_err_small_logits"]
+    caption = ("Each of our variants beside a widely used public PyTorch implementation of the same method "
+               "(bench/peers.py says which package and version, configured to compute the same function, checked "
+               "by rel_err), measured by the same harness in the same run. Bars give ours / peer for the median "
+               "time, the RSS peak (least of three probes) and the peak of live tensor bytes; below 1, ours is "
+               "faster or smaller.")
+    return FigureResult(name, title, save(fig, out_dir, name), table[[c for c in keep if c in table]], caption,
+                        src.manifests)
+
+
 FIGURES: tuple[Callable[..., FigureResult | NotMeasured], ...] = (
     fig_time, fig_memory, fig_limits, fig_flops, fig_accuracy, fig_pareto, fig_approximation, fig_learning_curves,
-    fig_distillation, fig_repeatability,
+    fig_distillation, fig_repeatability, fig_peers,
 )

@@ -218,3 +218,11 @@ def test_index_renders_in_headless_chromium(built, tmp_path):
     console = [line for line in done.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert not console, console
     shutil.rmtree(tmp_path / "p", ignore_errors=True)
+
+
+def test_peers_figure_gives_ours_over_peer(later, tmp_path):
+    table = draw(plots.fig_peers, later, tmp_path).table
+    fwd = one(table, phase="forward")
+    assert fwd["time_ratio"] == pytest.approx(0.8) and fwd["bytes_ratio"] == pytest.approx(0.5)
+    assert fwd["live_bytes_ratio"] == pytest.approx(0.5) and fwd["rel_err"] == pytest.approx(1e-6)
+    assert one(table, phase="forward_backward")["time_ratio"] == pytest.approx(1.5)

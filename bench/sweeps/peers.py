@@ -3,7 +3,11 @@ same methods?
 
 One case per (peer, T, phase, impl): ``impl="ours"`` times our variant, ``impl="peer"`` the public implementation
 configured to compute the same thing (``bench.peers``), on identical inputs, with the same harness: steady-state
-time (``bench.measure.time_callable``) and peak memory (``bench.measure.peak_memory``, in the isolated worker).
+time (``bench.measure.time_callable``) and peak memory (``bench.measure.peak_memory``, in the isolated worker,
+the least of ``PEAK_PROBES`` probes) beside the peak of live tensor bytes (``bench.measure.live_peak_bytes``, CPU).
+One RSS probe reads the same call as 0.77× or 1.15× its peer in different runs: whether a freed hole fits the next
+tensor depends on the worker's history, and that luck only ever adds pages, so the least of three is the call's
+own footprint; the live bytes do not depend on the heap at all.
 The two impls of a pair run next to each other so machine drift hits both alike; compare them only as ratios
 within one run (``summarize``).
 
@@ -23,11 +27,12 @@ from torch import Tensor, nn
 
 from bench import peers
 from bench.config import Case, ConfigError
-from bench.measure import DTYPES, Shape, make_qkv, peak_memory, resolve_device, time_callable
+from bench.measure import DTYPES, Shape, live_peak_bytes, make_qkv, peak_memory, resolve_device, time_callable
 
 NAME = "peers"
 PHASES = ("forward", "forward_backward")
 IMPLS = ("ours", "peer")
+PEAK_PROBES = 3
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,10 @@ def execute(case: Case) -> dict[str, Any]:
     module = build(spec, shape)
     fn = phase_fn(module, shape, case["phase"], case["seed"])
     out: dict[str, Any] = time_callable(fn, case["threads"], case["min_run_time"])
-    out["peak_bytes"] = peak_memory(fn, shape.device)
+    probes = [peak_memory(fn, shape.device) for _ in range(PEAK_PROBES)]
+    out["peak_bytes"], out["peak_bytes_probes"] = min(probes), probes
+    if resolve_device(shape.device).type == "cpu":
+        out["peak_live_bytes"] = live_peak_bytes(fn)
     out["peer_requirement"] = spec.requirement
     out["peer_installed"] = peers.installed_version(spec)
     if case["impl"] == "peer":
@@ -150,9 +158,13 @@ def summarize(df: Any) -> Any:
     if df.empty:
         return pd.DataFrame(columns=[*keys, "time_ours_s", "time_peer_s", "time_ratio", "bytes_ours",
                                      "bytes_peer", "bytes_ratio"])
-    wide = df.pivot_table(index=keys, columns="impl", values=["median_s", "peak_bytes"], aggfunc="median")
+    values = [c for c in ("median_s", "peak_bytes", "peak_live_bytes") if c in df.columns and df[c].notna().any()]
+    wide = df.pivot_table(index=keys, columns="impl", values=values, aggfunc="median")
     table = pd.DataFrame(index=wide.index)
-    for metric, label in (("median_s", "time"), ("peak_bytes", "bytes")):
+    metrics = [("median_s", "time"), ("peak_bytes", "bytes")]
+    if "peak_live_bytes" in df.columns and df["peak_live_bytes"].notna().any():
+        metrics.append(("peak_live_bytes", "live_bytes"))
+    for metric, label in metrics:
         ours = wide[(metric, "ours")] if (metric, "ours") in wide else float("nan")
         peer = wide[(metric, "peer")] if (metric, "peer") in wide else float("nan")
         suffix = "_s" if label == "time" else ""
