@@ -744,7 +744,8 @@ def fig_repeatability(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | 
     repeat_bars(axes[0, 1], table.fillna({"max_rel_iqr": 0.0}), "max_rel_iqr", rep.STABLE_REL_IQR,
                 "steady-state timing spread", "worst IQR / median (%)")
     caption = ("Every case was measured once per fresh child process (new interpreter and heap); left, how far "
-               "its peak memory moved between children, against the 5% target; right, the worst timing "
+               "its peak memory moved between children, against the 5% target (the table adds the same spread of "
+               "live tensor bytes, which does not depend on the heap's layout); right, the worst timing "
                "IQR/median among its repeats (cases under 1 ms are drawn at 0: the 3% bound is not applied "
                "to them). The table also gives how far the repeats' medians lie apart.")
     return FigureResult(name, title, save(fig, out_dir, name), table, caption, src.manifests)

@@ -31,8 +31,15 @@ def test_spread_table_flags_memory_beyond_five_percent_and_unstable_times():
     assert good["max_rel_iqr"] == pytest.approx(0.0003 / 0.011) and good["time_ok"]
     bad = rep.repeat_table(frame([100e6, 112e6], [0.010, 0.010], [0.0002, 0.0005])).iloc[0]
     assert not bad["mem_ok"] and not bad["time_ok"]
+    assert pd.isna(bad["live_spread"])  # rows without live bytes (CUDA, older runs)
     sub_ms = rep.repeat_table(frame([1e6, 1e6], [1e-4, 1e-4], [5e-5, 5e-5])).iloc[0]
     assert sub_ms["time_ok"] is None  # the 3% bound is not applied under 1 ms
+
+
+def test_live_bytes_spread_separates_the_heap_layout_from_the_call():
+    rows = frame([100e6, 112e6], [0.010, 0.010], [0.0002, 0.0002]).assign(peak_live_bytes=[90e6, 90e6])
+    row = rep.repeat_table(rows).iloc[0]
+    assert not row["mem_ok"] and row["live_spread"] == 0.0
 
 
 def test_each_repeat_runs_in_its_own_child(tmp_path):
@@ -42,3 +49,4 @@ def test_each_repeat_runs_in_its_own_child(tmp_path):
     df = store.load(path)
     assert list(df["status"]) == ["ok", "ok"] and df["child_pid"].nunique() == 2
     assert (df["peak_bytes"] > 0).all() and "memory within 5%" in rep.summarize(df)
+    assert (df["peak_live_bytes"] > 0).all() and df["peak_live_bytes"].nunique() == 1

@@ -3,7 +3,10 @@
 Every (variant, T, phase) is measured ``repeats`` times, repeats outermost (so machine drift spreads over all
 cases), and every case runs in a child of its own (``FRESH_CHILD``): a new interpreter, a new heap, no allocator
 state carried over from the case before. The questions, answered by ``summarize``:
-- peak memory: does each case's peak agree across fresh children within 5% (the harness's memory target)?
+- peak memory: does each case's peak agree across fresh children within 5% (the harness's memory target)? Beside
+  the RSS peak, the peak of live tensor bytes (CPU): when it agrees exactly and the RSS does not, the case's own
+  heap layout differs between processes (a freed hole that the next tensor fits in one process and not another),
+  not the measurement.
 - time: is each steady-state time stable (IQR/median <= 3% for cases of 1 ms or more, after the harness's own
   re-rounds, ``bench.measure.time_callable``), and how far apart are the medians of the fresh children?
 """
@@ -17,7 +20,8 @@ import torch
 
 import variants
 from bench.config import Case, ConfigError
-from bench.measure import MIN_STABLE_MEDIAN_S, STABLE_REL_IQR, peak_memory, phase_callable, time_callable
+from bench.measure import (MIN_STABLE_MEDIAN_S, STABLE_REL_IQR, live_peak_bytes, peak_memory, phase_callable,
+                           resolve_device, time_callable)
 from bench.sweeps import efficiency
 
 NAME = "repeatability"
@@ -73,6 +77,8 @@ def execute(case: Case) -> dict[str, Any]:
     fn = phase_callable(case["variant"], shape, case["phase"], seed=case["seed"])
     out: dict[str, Any] = time_callable(fn, case["threads"], case["min_run_time"])
     out["peak_bytes"] = peak_memory(fn, shape.device)
+    if resolve_device(shape.device).type == "cpu":
+        out["peak_live_bytes"] = live_peak_bytes(fn)
     out["child_pid"] = os.getpid()  # evidence that each repeat ran in a process of its own
     return out
 
@@ -89,12 +95,14 @@ def repeat_table(df):
             continue
         peak = g["peak_bytes"].astype(float)
         mem_spread = float((peak - peak.mean()).abs().max() / peak.mean())
+        live = g["peak_live_bytes"].astype(float) if "peak_live_bytes" in g else pd.Series([float("nan")])
+        live_spread = float((live - live.mean()).abs().max() / live.mean()) if live.notna().all() else float("nan")
         med = g["median_s"].astype(float)
         timed = med >= MIN_STABLE_MEDIAN_S
         rel_iqr = (g["iqr_s"].astype(float) / med)[timed]
         rows.append({"variant": name, "phase": phase, "T": int(T), "repeats": len(g),
                      "peak_mib": peak.mean() / 2 ** 20, "mem_spread": mem_spread,
-                     "mem_ok": mem_spread <= MEMORY_TOLERANCE,
+                     "mem_ok": mem_spread <= MEMORY_TOLERANCE, "live_spread": live_spread,
                      "median_ms": med.mean() * 1e3,
                      "median_spread": float((med - med.mean()).abs().max() / med.mean()),
                      "max_rel_iqr": float(rel_iqr.max()) if len(rel_iqr) else float("nan"),
@@ -113,7 +121,7 @@ def summarize(df) -> str:
     tim = (f"timing IQR/median <= {STABLE_REL_IQR:.0%} (cases >= 1 ms): "
            f"{int(timed['time_ok'].astype(bool).sum())}/{len(timed)}")
     shown = table.copy()
-    for col in ("mem_spread", "median_spread", "max_rel_iqr"):
+    for col in ("mem_spread", "live_spread", "median_spread", "max_rel_iqr"):
         shown[col] = shown[col].map(lambda x: f"{x:.1%}")
     for col in ("peak_mib", "median_ms"):
         shown[col] = shown[col].map(lambda x: f"{x:.3g}")
