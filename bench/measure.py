@@ -187,6 +187,12 @@ def live_peak_bytes(fn: Callable[[], Any]) -> int:
     return int(peak)
 
 
+def live_bytes_metric(fn: Callable[[], Any], device: str = "cpu") -> dict[str, int]:
+    """``{"peak_live_bytes": live_peak_bytes(fn)}`` on CPU; nothing on CUDA, whose ``peak_memory`` already is the
+    allocator's live bytes. What the sweeps add to a row beside its RSS peak."""
+    return {"peak_live_bytes": live_peak_bytes(fn)} if resolve_device(device).type == "cpu" else {}
+
+
 def counted_flops(name: str, shape: Shape, params: dict[str, Any] | None = None) -> int:
     """Matmul FLOPs of one forward, counted by FlopCounterMode on the math path (B as given).
 

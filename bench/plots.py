@@ -326,7 +326,7 @@ def top_ratios(rows: pd.DataFrame) -> dict[str, float]:
         return {}
     top = rows.sort_values("T").iloc[-1]
     out = {"top_t": float(top["T"]), "rss_over_analytic": float(top["peak_bytes"]) / float(top["bytes_analytic"])}
-    live = pd.to_numeric(pd.Series([top.get("peak_live_bytes", np.nan)]), errors="coerce").iloc[0]
+    live = pd.to_numeric(top.get("peak_live_bytes", np.nan), errors="coerce")
     out["rss_over_live"] = float(top["peak_bytes"]) / live if live and np.isfinite(live) else np.nan
     return out
 

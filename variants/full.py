@@ -27,8 +27,9 @@ def naive_memory(B: int, H: int, T: int, D: int, causal: bool = False, elem_byte
     freed, so neither adds to the peak; non-causal measures within 1% of 2·S at T = 4096 and 16384.
 
     Causal adds the (T, T) bool allow-mask (T² bytes), alive at the softmax; its negation ``~mask`` lives only
-    during the in-place ``masked_fill_``, before the probabilities exist. (It was out of place until the memory model was checked against measurement: a third S
-    whose hole the heap reused in some worker children and not in others, 548 vs 800 MiB at T = 4096.)
+    during the in-place ``masked_fill_``, before the probabilities exist. (It was out of place until the memory
+    model was checked against measurement: a third S whose hole the heap reused in some worker children and not
+    in others, 548 vs 800 MiB at T = 4096.)
     """
     S = B * H * T * T * elem_bytes
     if not causal:

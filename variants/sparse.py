@@ -173,6 +173,11 @@ def dense_pattern(kpos: Tensor, allow: Tensor, T: int) -> Tensor:
 GROUP_BYTES = 4 << 20
 
 
+def _per_block(b: int, nk: int, D: int, elem_bytes: int) -> int:
+    """Bytes of tile buffers per query block, by which ``_Plan`` sizes its groups (and the memory model reads them)."""
+    return (2 * b * nk + 2 * nk * D + 2 * b * D) * elem_bytes
+
+
 def _groups(BH: int, H: int, nb: int, per_block: int, per_batch_row: bool) -> list[tuple[int, int, int, int]]:
     """(h0, h1, s, e): heads [h0, h1) of the flattened B·H × query blocks [s, e), about ``GROUP_BYTES`` each.
 
@@ -256,8 +261,7 @@ class _Plan:
             self.kf, self.vf = k.reshape(B * H * T, D), v.reshape(B * H * T, D)
             heads = torch.arange(B * H, device=k.device)[:, None, None] * T
             self.kidx = heads + tiles.kpos  # (B·H, nb, nk) into the flattened rows
-        per_block = (2 * b * nk + 2 * nk * D + 2 * b * D) * k.element_size()
-        self.groups = _groups(B * H, H, nb, per_block, self.empty_rows is not None)
+        self.groups = _groups(B * H, H, nb, _per_block(b, nk, D, k.element_size()), self.empty_rows is not None)
 
     def _tile(self, x: Tensor, h0: int, h1: int, s: int, e: int) -> Tensor:
         t, D = self.tiles, self.D
@@ -405,11 +409,6 @@ def tile_attend(q: Tensor, k: Tensor, v: Tensor, key_valid: Tensor | None, tiles
     return out.view(B, H, tiles.nb * tiles.b, D)[:, :, :T]
 
 
-def _per_block(b: int, nk: int, D: int, elem_bytes: int) -> int:
-    """Bytes of tile buffers per query block, as ``_Plan`` sizes its groups."""
-    return (2 * b * nk + 2 * nk * D + 2 * b * D) * elem_bytes
-
-
 def _tile_memory(B: int, H: int, T: int, D: int, nb: int, b: int, nk: int, elem_bytes: int,
                  kv_rows: int | None) -> int:
     """Peak of a ``tile_attend`` forward without autograd (what the benchmark's forward measures), output included.
@@ -447,8 +446,8 @@ def window_flops(B: int, H: int, T: int, D: int, causal: bool = False, window: i
 def window_memory(B: int, H: int, T: int, D: int, causal: bool = False, elem_bytes: int = 4,
                   window: int = 64, **_: object) -> int:
     """``_tile_memory`` of the banded engine: k and v padded by r blocks before (and, non-causal, after) the
-    sequence, tiles of (b × n_off·b) scores per group: O(B·H·T·D) + one group. Measured at T = 4096 and 16384:
-    1.03-1.10× this (the excess is per-group allocator slack, ~0.3 MiB per group at 4096)."""
+    sequence, tiles of (b × n_off·b) scores per group: O(B·H·T·D) + one group. Live tensor bytes at T = 4096 and
+    16384: 1.06× and 1.02× this (a second group-sized buffer is alive at the peak, ~0.8 MiB at 4096)."""
     b, nb, r = _geometry(T, window, window)
     kv_rows = (nb + (r if causal else 2 * r)) * b
     return _tile_memory(B, H, T, D, nb, b, _n_offsets(r, causal) * b, elem_bytes, kv_rows)

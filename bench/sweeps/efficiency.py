@@ -14,7 +14,7 @@ import torch
 
 import variants
 from bench.config import Case, ConfigError
-from bench.measure import (DTYPES, PHASES, Shape, counted_flops, live_peak_bytes, log2_grid, peak_memory,
+from bench.measure import (DTYPES, PHASES, Shape, counted_flops, live_bytes_metric, log2_grid, peak_memory,
                            phase_callable, time_callable)
 
 NAME = "efficiency"
@@ -108,8 +108,7 @@ def execute(case: Case) -> dict[str, Any]:
     if case["phase"] == "forward":
         elem = torch.finfo(shape.torch_dtype).bits // 8
         params = dict(spec.default_params)
-        if torch.device(shape.device).type == "cpu":  # CUDA's peak above is already the allocator's live bytes
-            out["peak_live_bytes"] = live_peak_bytes(fn)  # beside the RSS peak: the heap's fragmentation is the gap
+        out.update(live_bytes_metric(fn, shape.device))  # beside the RSS peak: the heap's fragmentation is the gap
         out["flops"] = counted_flops(case["variant"], shape)
         out["flops_analytic"] = int(spec.flops(shape.B, shape.H, shape.T, shape.D, causal=shape.causal, **params))
         out["bytes_analytic"] = int(spec.memory_bytes(shape.B, shape.H, shape.T, shape.D, causal=shape.causal,

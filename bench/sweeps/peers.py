@@ -27,7 +27,8 @@ from torch import Tensor, nn
 
 from bench import peers
 from bench.config import Case, ConfigError
-from bench.measure import DTYPES, Shape, live_peak_bytes, make_qkv, peak_memory, resolve_device, time_callable
+from bench.measure import (DTYPES, Shape, live_bytes_metric, make_qkv, peak_memory, resolve_device,
+                           time_callable)
 
 NAME = "peers"
 PHASES = ("forward", "forward_backward")
@@ -128,8 +129,7 @@ def execute(case: Case) -> dict[str, Any]:
     out: dict[str, Any] = time_callable(fn, case["threads"], case["min_run_time"])
     probes = [peak_memory(fn, shape.device) for _ in range(PEAK_PROBES)]
     out["peak_bytes"], out["peak_bytes_probes"] = min(probes), probes
-    if resolve_device(shape.device).type == "cpu":
-        out["peak_live_bytes"] = live_peak_bytes(fn)
+    out.update(live_bytes_metric(fn, shape.device))
     out["peer_requirement"] = spec.requirement
     out["peer_installed"] = peers.installed_version(spec)
     if case["impl"] == "peer":
@@ -158,13 +158,12 @@ def summarize(df: Any) -> Any:
     if df.empty:
         return pd.DataFrame(columns=[*keys, "time_ours_s", "time_peer_s", "time_ratio", "bytes_ours",
                                      "bytes_peer", "bytes_ratio"])
-    values = [c for c in ("median_s", "peak_bytes", "peak_live_bytes") if c in df.columns and df[c].notna().any()]
+    live = "peak_live_bytes" in df.columns and df["peak_live_bytes"].notna().any()
+    values = ["median_s", "peak_bytes", *(["peak_live_bytes"] if live else [])]
     wide = df.pivot_table(index=keys, columns="impl", values=values, aggfunc="median")
     table = pd.DataFrame(index=wide.index)
-    metrics = [("median_s", "time"), ("peak_bytes", "bytes")]
-    if "peak_live_bytes" in df.columns and df["peak_live_bytes"].notna().any():
-        metrics.append(("peak_live_bytes", "live_bytes"))
-    for metric, label in metrics:
+    labels = {"median_s": "time", "peak_bytes": "bytes", "peak_live_bytes": "live_bytes"}
+    for metric, label in ((m, labels[m]) for m in values):
         ours = wide[(metric, "ours")] if (metric, "ours") in wide else float("nan")
         peer = wide[(metric, "peer")] if (metric, "peer") in wide else float("nan")
         suffix = "_s" if label == "time" else ""

@@ -20,8 +20,8 @@ import torch
 
 import variants
 from bench.config import Case, ConfigError
-from bench.measure import (MIN_STABLE_MEDIAN_S, STABLE_REL_IQR, live_peak_bytes, peak_memory, phase_callable,
-                           resolve_device, time_callable)
+from bench.measure import (MIN_STABLE_MEDIAN_S, STABLE_REL_IQR, live_bytes_metric, peak_memory, phase_callable,
+                           time_callable)
 from bench.sweeps import efficiency
 
 NAME = "repeatability"
@@ -77,8 +77,7 @@ def execute(case: Case) -> dict[str, Any]:
     fn = phase_callable(case["variant"], shape, case["phase"], seed=case["seed"])
     out: dict[str, Any] = time_callable(fn, case["threads"], case["min_run_time"])
     out["peak_bytes"] = peak_memory(fn, shape.device)
-    if resolve_device(shape.device).type == "cpu":
-        out["peak_live_bytes"] = live_peak_bytes(fn)
+    out.update(live_bytes_metric(fn, shape.device))
     out["child_pid"] = os.getpid()  # evidence that each repeat ran in a process of its own
     return out
 
