@@ -18,23 +18,19 @@ Every check is chosen to be immune to the ±25% timing noise of a shared machine
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import importlib
 import json
-import math
 import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 DEFAULT_BASELINE = Path(__file__).resolve().parents[1] / "results" / "baseline" / "gate.json"
 REFERENCE = "full_sdpa"  # the denominator of every speed ratio
 MiB = 1 << 20
-M_MMAP_THRESHOLD, M_MMAP_MAX = -3, -4  # glibc mallopt parameters
 
 
 @dataclass(frozen=True)
@@ -123,25 +119,13 @@ def model_metrics(variant: str, cfg: GateConfig = GateConfig()) -> dict[str, Any
     return {"params": n_params, "accuracy": result.accuracy, "loss": result.loss}
 
 
-def _timer(fn, threads: int):
-    import torch.utils.benchmark as tbench
-
-    return tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
-
-
-def _calibrated(fn, threads: int, block_s: float):
-    """(Timer, number): how many calls make one timing block of about ``block_s`` seconds (after a warm-up)."""
-    timer = _timer(fn, threads)
-    timer.timeit(number=1)
-    single = timer.timeit(number=1).median
-    return timer, max(1, math.ceil(block_s / max(single, 1e-7)))
-
-
 def _interleaved_medians(fns: dict, threads: int, block_s: float, rounds: int) -> dict:
     """Median seconds per call of each fn, over ``rounds`` rounds that visit every fn once (order alternating)."""
     import numpy as np
 
-    timers = {key: _calibrated(fn, threads, block_s) for key, fn in fns.items()}
+    from bench.measure import calibrated_timer
+
+    timers = {key: calibrated_timer(fn, threads, block_s) for key, fn in fns.items()}
     samples: dict = {key: [] for key in fns}
     keys = list(fns)
     for r in range(rounds):
@@ -149,19 +133,6 @@ def _interleaved_medians(fns: dict, threads: int, block_s: float, rounds: int) -
             timer, number = timers[key]
             samples[key].append(timer.timeit(number=number).median)
     return {key: float(np.median(v)) for key, v in samples.items()}
-
-
-@contextlib.contextmanager
-def large_allocations_mapped(threshold: int = MiB) -> Iterator[None]:
-    """While the block runs, glibc serves allocations >= ``threshold`` with their own mmap (fresh pages, unmapped
-    on free) instead of the retained heap of the worker's allocator policy; the policy is restored after."""
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallopt(M_MMAP_THRESHOLD, threshold)
-    libc.mallopt(M_MMAP_MAX, 1 << 16)
-    try:
-        yield
-    finally:
-        libc.mallopt(M_MMAP_MAX, 0)
 
 
 def measure_scaling(case: dict) -> dict[str, Any]:
@@ -173,6 +144,7 @@ def measure_scaling(case: dict) -> dict[str, Any]:
     large allocations mapped (a freed temporary leaves RSS at once: the high-water mark is the live peak), first in
     a fresh worker child, and the minimum over repeats is kept (what noise remains only ever adds bytes)."""
     cfg = _enter(case)
+    from bench.isolate import large_allocations_mapped
     from bench.measure import Shape, peak_memory, phase_callable
 
     B, H, D = cfg.scaling_shape
@@ -214,12 +186,12 @@ def measure_speed(case: dict) -> dict[str, Any]:
     import numpy as np
 
     cfg = _enter(case)
-    from bench.measure import Shape, phase_callable
+    from bench.measure import Shape, calibrated_timer, phase_callable
 
     B, H, D = cfg.scaling_shape
     names = sorted(set(case["names"]) | {REFERENCE})
-    timers = {name: _calibrated(phase_callable(name, Shape(B, H, cfg.speed_T, D), "forward"), cfg.threads,
-                                cfg.block_s) for name in names}
+    timers = {name: calibrated_timer(phase_callable(name, Shape(B, H, cfg.speed_T, D), "forward"), cfg.threads,
+                                     cfg.block_s) for name in names}
 
     def seconds(name: str) -> float:
         timer, number = timers[name]
@@ -237,6 +209,7 @@ def measure_speed(case: dict) -> dict[str, Any]:
 def measure_peak(case: dict) -> dict[str, int]:
     """Peak bytes one forward adds at ``case["shape"]``, measured as the gate does (see ``measure_scaling``)."""
     import torch
+    from bench.isolate import large_allocations_mapped
     from bench.measure import peak_memory, phase_callable
 
     torch.set_num_threads(case["threads"])

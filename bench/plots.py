@@ -761,7 +761,13 @@ def peer_bars(ax, table: pd.DataFrame, column: str, title: str) -> None:
     labels = [f"{p}\n{'fwd+bwd' if ph == 'forward_backward' else 'fwd'} T={t}"
               for p, ph, t in zip(table["peer"], table["phase"], table["T"])]
     x = np.arange(len(table))
-    ax.bar(x, table[column], color=[color_of(v) for v in table["variant"]], edgecolor="black", linewidth=0.5)
+    q1, q3 = f"{column}_q1", f"{column}_q3"
+    yerr = None
+    if q1 in table and q3 in table and table[q1].notna().any():  # the spread of side-by-side rounds
+        yerr = np.vstack([(table[column] - table[q1]).clip(lower=0), (table[q3] - table[column]).clip(lower=0)])
+        yerr = np.nan_to_num(yerr)
+    ax.bar(x, table[column], color=[color_of(v) for v in table["variant"]], edgecolor="black", linewidth=0.5,
+           yerr=yerr, capsize=2, error_kw={"lw": 0.8})
     ax.axhline(1.0, color="black", ls=":", lw=1.0, label="parity")
     ax.set_xticks(x, labels, rotation=90, fontsize=7)
     style_axes(ax, title, "", "ours / peer (< 1: ours better)", logx=False, logy=True)
@@ -783,13 +789,14 @@ def fig_peers(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) ->
     fig, axes = new_figure(1, len(ratios), (5.0 * len(ratios), 5.0))
     for ax, (column, what) in zip(axes[0], ratios):
         peer_bars(ax, table, column, what)
-    keep = ["peer", "variant", "phase", "T", *(c for c, _ in ratios), "rel_err", "grad_rel_err",
-            "rel_err_small_logits"]
+    keep = ["peer", "variant", "phase", "T", *(c for c, _ in ratios), "time_ratio_q1", "time_ratio_q3",
+            "time_ratio_separate", "rel_err", "grad_rel_err", "rel_err_small_logits"]
     caption = ("Each of our variants beside a widely used public PyTorch implementation of the same method "
                "(bench/peers.py says which package and version, configured to compute the same function, checked "
-               "by rel_err), measured by the same harness in the same run. Bars give ours / peer for the median "
-               "time, the RSS peak (least of three probes) and the peak of live tensor bytes; below 1, ours is "
-               "faster or smaller.")
+               "by rel_err), measured by the same harness in the same run. Bars give ours / peer for time (the "
+               "median over rounds that time a block of each side by side, whiskers their quartiles; the ratio "
+               "of separately measured medians is in the table), the RSS peak (least of three probes) and the "
+               "peak of live tensor bytes; below 1, ours is faster or smaller.")
     return FigureResult(name, title, save(fig, out_dir, name), table[[c for c in keep if c in table]], caption,
                         src.manifests)
 

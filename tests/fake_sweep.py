@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from bench.config import Case
 
 NAME = "fake"
+MiB = 1 << 20
 PROBE_BYTES = 256 * 2**20
 
 
@@ -77,8 +78,44 @@ def _probe(case: Case) -> dict:
     return {"peak_bytes": peak, "pid": os.getpid()}
 
 
+def _holes(case: Case) -> dict:
+    """Peaks of a call whose live peak is 42 MiB but which leaves a 32 MiB hole a 40 MiB tensor cannot fill.
+
+    Measured three ways in this (retained-heap) child: by ``peak_bytes``; by the same probe with the policy left
+    as it is (what ``peak_bytes`` did before it mapped large allocations); and by ``peak_bytes`` again inside an
+    outer ``large_allocations_mapped`` block, after an inner block has exited (nesting must not switch it off).
+    """
+    import torch
+
+    from bench import isolate
+
+    def fn():
+        a = torch.empty(32 * MiB // 4).fill_(1.0)
+        pin = torch.empty(2 * MiB // 4).fill_(1.0)  # above ``a``: keeps its hole from merging with the top
+        del a
+        b = torch.empty(40 * MiB // 4).fill_(1.0)
+        return float(b[0] + pin[0])
+
+    def unmapped_peak():  # peak_bytes without the mapping: what the retained heap touches
+        isolate.release_free_memory()
+        isolate.reset_hwm()
+        base = isolate.rss_bytes()
+        fn()
+        return isolate.hwm_bytes() - base
+
+    fn()
+    _, mapped = isolate.peak_bytes(fn)
+    retained = unmapped_peak()
+    with isolate.large_allocations_mapped():
+        with isolate.large_allocations_mapped():
+            pass
+        _, nested = isolate.peak_bytes(fn)
+        still_mapped = unmapped_peak()  # an inner block's exit left the outer mapping on
+    return {"mapped": mapped, "retained": retained, "nested": nested, "still_mapped": still_mapped}
+
+
 KINDS = {"ok": _ok, "oom": _oom, "sleep": _sleep, "sigkill": _sigkill, "unsupported": _unsupported,
-         "error": _error, "exit": _exit, "probe": _probe}
+         "error": _error, "exit": _exit, "probe": _probe, "holes": _holes}
 
 
 def execute(case: Case) -> dict:

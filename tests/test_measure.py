@@ -76,3 +76,35 @@ def test_sub_millisecond_cases_are_not_remeasured(fake_timer):
     fake_timer.rounds = [[t / 100 for t in NOISY]]
     out = measure.time_callable(lambda: None, 1, 0.1)
     assert (out["rounds"], out["stable"]) == (1, False)
+
+
+class DriftingTimer:
+    """Times ``fn`` as its ``cost`` attribute × the machine's state, which turns 25% slower from the third round
+    on (a slow spell); records which fn each block timed."""
+
+    calls: list[str] = []
+
+    def __init__(self, stmt, globals, num_threads):
+        self.fn = globals["fn"]
+
+    def timeit(self, number):
+        DriftingTimer.calls.append(self.fn.__name__)
+        state = 1.25 if len(DriftingTimer.calls) > 4 + 4 else 1.0  # 4 calibration calls, then two rounds
+        return Measurement(number, [self.fn.cost * state * number], SPEC)
+
+
+def test_paired_ratios_time_both_side_by_side_so_a_slow_spell_cancels(monkeypatch):
+    monkeypatch.setattr(measure.tbench, "Timer", DriftingTimer)
+    DriftingTimer.calls = []
+
+    def ours():
+        pass
+
+    def peer():
+        pass
+
+    ours.cost, peer.cost = 0.002, 0.004
+    ratios = measure.paired_ratios(ours, peer, threads=1, block_s=0.01, rounds=5)
+    assert ratios == pytest.approx([0.5] * 5)  # unpaired, a block in the spell against one before: 0.625 or 0.4
+    blocks = DriftingTimer.calls[4:]  # after calibrating each fn (two calls each)
+    assert blocks == ["ours", "peer", "peer", "ours", "ours", "peer", "peer", "ours", "ours", "peer"]

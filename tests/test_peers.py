@@ -114,7 +114,8 @@ def test_config_validation():
 
     cfg = apply_overrides(sweep.Config(), {"peers": "performer,nystrom", "seq-lens": "1024"})
     assert cfg.peers == ("performer", "nystrom") and cfg.seq_lens == (1024,)
-    for bad in ({"peers": "nope"}, {"phases": "train_step"}, {"seq-lens": "0"}):
+    for bad in ({"peers": "nope"}, {"phases": "train_step"}, {"seq-lens": "0"}, {"paired-rounds": "2"},
+                {"paired-block-s": "0"}):
         with pytest.raises(ConfigError):
             apply_overrides(sweep.Config(), bad)
 
@@ -125,7 +126,8 @@ def test_execute_and_summarize():
 
     name = "linformer_pytorch"
     peer_or_skip(name)
-    cfg = sweep.Config(peers=(name,), seq_lens=(256,), phases=("forward",), min_run_time=0.01)
+    cfg = sweep.Config(peers=(name,), seq_lens=(256,), phases=("forward",), min_run_time=0.01, paired_rounds=3,
+                       paired_block_s=0.005)
     rows = []
     for case in sweep.cases(cfg):
         metrics = sweep.execute(case)
@@ -136,7 +138,26 @@ def test_execute_and_summarize():
     table = sweep.summarize(pd.DataFrame(rows))
     assert len(table) == 1
     row = table.iloc[0]
-    assert row["time_ratio"] == pytest.approx(rows[0]["median_s"] / rows[1]["median_s"])
+    assert len(peer_row["paired_ratios"]) == 3 and "paired_ratios" not in rows[0]
+    assert peer_row["paired_time_ratio_q1"] <= peer_row["paired_time_ratio"] <= peer_row["paired_time_ratio_q3"]
+    assert row["time_ratio"] == pytest.approx(peer_row["paired_time_ratio"])
+    assert (row["time_ratio_q1"], row["time_ratio_q3"]) == pytest.approx(
+        (peer_row["paired_time_ratio_q1"], peer_row["paired_time_ratio_q3"]))
+    assert row["time_ratio_separate"] == pytest.approx(rows[0]["median_s"] / rows[1]["median_s"])
     assert row["rel_err"] == pytest.approx(peer_row["rel_err"])
     rows[1]["status"] = "unsupported"
     assert pd.isna(sweep.summarize(pd.DataFrame(rows)).iloc[0]["time_ratio"])
+
+
+def test_summarize_reports_the_side_by_side_ratio_and_keeps_the_separate_one():
+    import pandas as pd
+
+    base = {"peer": "p", "variant": "v", "T": 1024, "phase": "forward", "status": "ok", "peak_bytes": 10}
+    rows = [{**base, "impl": "ours", "median_s": 1.1e-3},
+            {**base, "impl": "peer", "median_s": 1.0e-3, "paired_time_ratio": 0.9, "paired_time_ratio_q1": 0.88,
+             "paired_time_ratio_q3": 0.93}]
+    row = sweep.summarize(pd.DataFrame(rows)).iloc[0]
+    assert row["time_ratio"] == pytest.approx(0.9) and row["time_ratio_separate"] == pytest.approx(1.1)
+    assert (row["time_ratio_q1"], row["time_ratio_q3"]) == pytest.approx((0.88, 0.93))
+    old = [{k: v for k, v in r.items() if not k.startswith("paired")} for r in rows]  # a run from before pairing
+    assert sweep.summarize(pd.DataFrame(old)).iloc[0]["time_ratio"] == pytest.approx(1.1)

@@ -5,11 +5,15 @@ One case per (peer, T, phase, impl): ``impl="ours"`` times our variant, ``impl="
 configured to compute the same thing (``bench.peers``), on identical inputs, with the same harness: steady-state
 time (``bench.measure.time_callable``) and peak memory (``bench.measure.peak_memory``, in the isolated worker,
 the least of ``PEAK_PROBES`` probes) beside the peak of live tensor bytes (``bench.measure.live_peak_bytes``, CPU).
-One RSS probe reads the same call as 0.77× or 1.15× its peer in different runs: whether a freed hole fits the next
-tensor depends on the worker's history, and that luck only ever adds pages, so the least of three is the call's
-own footprint; the live bytes do not depend on the heap at all.
-The two impls of a pair run next to each other so machine drift hits both alike; compare them only as ratios
-within one run (``summarize``).
+Each RSS probe maps large allocations (``bench.isolate.peak_bytes``), so a freed temporary leaves RSS at once and
+the peak does not depend on which hole of the worker's retained heap the next tensor happened to fit (before
+that, one probe read the same call as 0.77× or 1.15× its peer in different runs); what noise remains only ever
+adds pages, so the least of three is kept. The live bytes do not depend on the heap at all.
+The two impls of a pair run next to each other, but their medians are still taken a few seconds apart, and on a
+shared machine whole minutes run every op ~25% slower; so the peer row also times both side by side
+(``bench.measure.paired_ratios``: ``paired_rounds`` rounds, each a block of ours and a block of the peer, order
+alternating) and the time ratio ``summarize`` reports is the median of those per-round ratios, with their
+spread. The ratio of the two separate medians is kept beside it (``time_ratio_separate``).
 
 Peer rows also carry the like-for-like check: ``rel_err`` / ``max_abs_err`` between ours and the peer on the
 timing inputs, ``grad_rel_err`` for forward_backward, ``rel_err_small_logits`` with q, k scaled by
@@ -27,8 +31,8 @@ from torch import Tensor, nn
 
 from bench import peers
 from bench.config import Case, ConfigError
-from bench.measure import (DTYPES, Shape, live_bytes_metric, make_qkv, peak_memory, resolve_device,
-                           time_callable)
+from bench.measure import (DTYPES, Shape, live_bytes_metric, make_qkv, paired_ratios, peak_memory,
+                           resolve_device, time_callable)
 
 NAME = "peers"
 PHASES = ("forward", "forward_backward")
@@ -51,6 +55,8 @@ class Config:
     time_cap_s: float = 120.0
     seed: int = 0
     agree_qk_scale: float = 0.25
+    paired_rounds: int = 15  # rounds of side-by-side blocks (ours, peer) behind the reported time ratio
+    paired_block_s: float = 0.04  # seconds per block
 
     def validate(self) -> None:
         for name in self.peers:
@@ -70,8 +76,10 @@ class Config:
         for label in ("batch", "heads", "head_dim", "threads"):
             if getattr(self, label) < 1:
                 raise ConfigError(f"--{label.replace('_', '-')} must be >= 1")
-        if self.min_run_time <= 0 or self.agree_qk_scale <= 0:
-            raise ConfigError("--min-run-time and --agree-qk-scale must be > 0")
+        if self.min_run_time <= 0 or self.agree_qk_scale <= 0 or self.paired_block_s <= 0:
+            raise ConfigError("--min-run-time, --agree-qk-scale and --paired-block-s must be > 0")
+        if self.paired_rounds < 3:
+            raise ConfigError(f"--paired-rounds must be >= 3 (a median and a spread), got {self.paired_rounds}")
 
 
 PROFILES = {
@@ -90,7 +98,8 @@ def cases(cfg: Config) -> Iterator[Case]:
                     yield Case.make(NAME, peer=name, variant=peers.get(name).ours, T=T, phase=phase, impl=impl,
                                     B=cfg.batch, H=cfg.heads, D=cfg.head_dim, dtype=cfg.dtype, device=cfg.device,
                                     threads=cfg.threads, min_run_time=cfg.min_run_time, seed=cfg.seed,
-                                    agree_qk_scale=cfg.agree_qk_scale)
+                                    agree_qk_scale=cfg.agree_qk_scale, paired_rounds=cfg.paired_rounds,
+                                    paired_block_s=cfg.paired_block_s)
 
 
 def shape_of(case: Case) -> Shape:
@@ -137,19 +146,37 @@ def execute(case: Case) -> dict[str, Any]:
         out.update(peers.agreement(spec, shape, seed=case["seed"], grads=grads))
         small = peers.agreement(spec, shape, seed=case["seed"], qk_scale=case["agree_qk_scale"])
         out["rel_err_small_logits"] = small["rel_err"]
+        out.update(paired_time(spec, shape, case, fn))
     return out
+
+
+def paired_time(spec: peers.PeerSpec, shape: Shape, case: Case, peer_fn: Callable[[], Any]) -> dict[str, Any]:
+    """Ours over the peer, timed side by side in this process (``bench.measure.paired_ratios``): the median of
+    the per-round ratios, their quartiles and the rounds themselves."""
+    import numpy as np
+
+    ours_fn = phase_fn(peers.build_ours(spec, shape), shape, case["phase"], case["seed"])
+    ratios = paired_ratios(ours_fn, peer_fn, case["threads"], case["paired_block_s"], case["paired_rounds"])
+    q1, med, q3 = np.percentile(ratios, [25, 50, 75])
+    return {"paired_time_ratio": float(med), "paired_time_ratio_q1": float(q1), "paired_time_ratio_q3": float(q3),
+            "paired_ratios": [float(f"{r:.4g}") for r in ratios]}
 
 
 # ----------------------------------------------------------------------------------------------------- summary
 
 PAIR_KEYS = ("peer", "variant", "T", "phase")
 AGREEMENT = ("rel_err", "grad_rel_err", "rel_err_small_logits", "ours_vs_full", "peer_vs_full")
+PAIRED = ("paired_time_ratio", "paired_time_ratio_q1", "paired_time_ratio_q3")
 
 
 def summarize(df: Any) -> Any:
     """One row per (peer, variant, T, phase): median seconds and peak bytes of ours and the peer, the ratios
     ours/peer (< 1: ours is faster / smaller), and the peer row's agreement columns. Only "ok" rows are used; a
-    pair missing either side has NaN ratios."""
+    pair missing either side has NaN ratios.
+
+    ``time_ratio`` is the side-by-side ratio of the peer row (``paired_time_ratio``, with its quartiles
+    ``time_ratio_q1`` / ``time_ratio_q3``) where the row has one, else the ratio of the two medians, which is
+    always kept as ``time_ratio_separate``."""
     import pandas as pd
 
     if "status" in df.columns:
@@ -169,10 +196,19 @@ def summarize(df: Any) -> Any:
         suffix = "_s" if label == "time" else ""
         table[f"{label}_ours{suffix}"], table[f"{label}_peer{suffix}"] = ours, peer
         table[f"{label}_ratio"] = ours / peer
+    table["time_ratio_separate"] = table["time_ratio"]
+    peer_rows = df[df["impl"] == "peer"].groupby(keys)
+    paired = [c for c in PAIRED if c in df.columns]
+    if paired:
+        p = peer_rows[paired].median().reindex(table.index)
+        both = table["time_ratio_separate"].notna()  # a pair missing its ours row has no ratio of either kind
+        table["time_ratio"] = p["paired_time_ratio"].where(both & p["paired_time_ratio"].notna(),
+                                                           table["time_ratio_separate"])
+        table["time_ratio_q1"] = p["paired_time_ratio_q1"].where(both)
+        table["time_ratio_q3"] = p["paired_time_ratio_q3"].where(both)
     agree = [c for c in AGREEMENT if c in df.columns]
     if agree:
-        peer_rows = df[df["impl"] == "peer"].groupby(keys)[agree].median()
-        table = table.join(peer_rows)
+        table = table.join(peer_rows[agree].median())
     return table.reset_index()
 
 
