@@ -80,6 +80,26 @@ def test_noncausal_matches_naive(name, T, padded):
 
 
 @pytest.mark.parametrize("name", LINEAR)
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("padded", [False, True])
+def test_gradients_match_the_naive_core(name, causal, padded):
+    """The core's own backward (``_KeyValueSummary``: kv and the key sum) against autograd through the O(T²)
+    reference, for q, k and v; the features are the module's, so both sides differentiate through them."""
+    attn = make(name, causal=causal, chunk_size=16)
+    T = 41
+    q, k, v = (x.requires_grad_() for x in qkv(T))
+    valid = random_valid(T) if padded else None
+    out = attn(q, k, v, key_valid=valid)
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(3), dtype=out.dtype)
+    grads = torch.autograd.grad((out * weights).sum(), (q, k, v))
+    phi_q, phi_k = reference_features(attn, q, k, valid)
+    expected_out = naive_linear(phi_q, phi_k, v, causal, valid, EPS[name])
+    expected = torch.autograd.grad((expected_out * weights).sum(), (q, k, v))
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", LINEAR)
 def test_chunk_size_invariance(name):
     q, k, v = qkv(97)
     outs = [make(name, causal=True, chunk_size=c)(q, k, v) for c in (1, 7, 32, 64, 97, 500)]

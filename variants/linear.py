@@ -1,12 +1,14 @@
 """Kernelised (linear) attention: softmax(QKᵀ) replaced by a feature map, φ(Q)·(φ(K)ᵀV), O(T) in sequence length.
 
 Both variants share one core, written once:
-- non-causal: ``KV = φ(K)ᵀ[V | 1]`` then ``φ(Q)·KV``, O(T·F·D) time, O(T) memory;
+- non-causal: ``KV = φ(K)ᵀV`` and ``z = Σφ(K)``, then ``φ(Q)·KV / (φ(Q)·z + eps)``, O(T·F·D) time, O(T) memory;
 - causal, chunked: within a chunk of c tokens the small masked ``tril(φ(Q_c)φ(K_c)ᵀ)·[V_c | 1]``; across chunks a
   running (F, D+1) state. No (T, F, D) cumulative tensor and no (T, T) matrix is ever built.
 
-V is augmented with a ones column, so the normaliser ``φ(Q)·Σφ(K)`` rides along in the same matmuls as the
-numerator (column D of the result). Padded keys (``key_valid`` False) get φ(K) = 0 and V = 0, so padding content
+Causal V is augmented with a ones column, so the normaliser rides along in the chunk's matmuls (column D of the
+result) and each chunk costs the same few calls. Non-causal keeps V as it is: its two big GEMMs then run on
+64-wide operands instead of 65-wide ones (FAVOR+ forward 11% faster at T=1024, measured here), and every
+T-sized tensor is (T, F) or (T, D). Padded keys (``key_valid`` False) get φ(K) = 0 and V = 0, so padding content
 cannot reach the real tokens. Half-precision inputs are computed in float32 (running sums of features lose too
 much in bf16) and cast back; float32 and float64 run in their own dtype.
 """
@@ -35,43 +37,89 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-def augment_values(v: Tensor, key_valid: Tensor | None, dtype: torch.dtype) -> Tensor:
-    """[V | 1] in ``dtype``, rows of padded keys zeroed (so even inf/NaN padding cannot leak)."""
-    ones = torch.ones(v.shape[:-1] + (1,), dtype=dtype, device=v.device)
-    v_aug = torch.cat([v.to(dtype), ones], dim=-1)  # (B, H, T, D) -> (B, H, T, D+1)
+def masked_values(v: Tensor, key_valid: Tensor | None, dtype: torch.dtype) -> Tensor:
+    """V in ``dtype``, rows of padded keys zeroed (so even inf/NaN padding cannot leak through 0·inf)."""
+    v = v.to(dtype)
     if key_valid is not None:
-        v_aug = torch.where(key_valid[:, None, :, None], v_aug, torch.zeros((), dtype=dtype, device=v.device))
-    return v_aug
+        v = torch.where(key_valid[:, None, :, None], v, torch.zeros((), dtype=dtype, device=v.device))
+    return v
+
+
+def augment_values(v: Tensor) -> Tensor:
+    """[V | 1]: (B, H, T, D) -> (B, H, T, D+1); padded rows of V must already be 0 (``masked_values``)."""
+    return torch.cat([v, torch.ones(v.shape[:-1] + (1,), dtype=v.dtype, device=v.device)], dim=-1)
 
 
 class _KeyValueSummary(torch.autograd.Function):
-    """φ(K)ᵀ[V | 1] with a backward that writes both gradients as contiguous (T, ·) tensors.
+    """(φ(K)ᵀV, Σ_t φ(K)), with a backward that writes both input gradients as contiguous (T, ·) tensors.
 
-    Autograd's own backward of ``phi_k.transpose(-2, -1) @ v_aug`` computes the gradient of the transposed
-    operand, (F, T), and hands φ(K) its transpose: a view with stride T along the features, which the feature
-    map's backward then reads element by element across pages. That read slowed with T (elu_backward 16.7 ms
-    at T = 32768, 104 ms at 131072, against 11 and 45 ms on contiguous input), which made linear_elu's
-    forward+backward grow as T^1.15 at the top of the range.
+    Autograd's own backward of ``phi_k.transpose(-2, -1) @ v`` computes the gradient of the transposed operand,
+    (F, T), and hands φ(K) its transpose: a view with stride T along the features, which the feature map's
+    backward then reads element by element across pages. That read slowed with T (elu_backward 16.7 ms at
+    T = 32768, 104 ms at 131072, against 11 and 45 ms on contiguous input), which made linear_elu's
+    forward+backward grow as T^1.15 at the top of the range. The key sum's gradient is added in place into
+    φ(K)'s, so it costs no (T, F) buffer of its own.
     """
 
     @staticmethod
-    def forward(ctx, phi_k: Tensor, v_aug: Tensor) -> Tensor:
-        ctx.save_for_backward(phi_k, v_aug)
-        return phi_k.transpose(-2, -1) @ v_aug  # (B, H, F, T) @ (B, H, T, E) -> (B, H, F, E)
+    def forward(ctx, phi_k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        ctx.save_for_backward(phi_k, v)
+        kv = phi_k.transpose(-2, -1) @ v  # (B, H, F, T) @ (B, H, T, D) -> (B, H, F, D)
+        return kv, phi_k.sum(dim=-2)  # (B, H, F)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_kv: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        phi_k, v_aug = ctx.saved_tensors
-        grad_phi_k = v_aug @ grad_kv.transpose(-2, -1) if ctx.needs_input_grad[0] else None  # (B, H, T, F)
-        grad_v_aug = phi_k @ grad_kv if ctx.needs_input_grad[1] else None  # (B, H, T, E)
-        return grad_phi_k, grad_v_aug
+    def backward(ctx, grad_kv: Tensor, grad_z: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        phi_k, v = ctx.saved_tensors
+        grad_phi_k = grad_v = None
+        if ctx.needs_input_grad[0]:
+            grad_phi_k = (v @ grad_kv.transpose(-2, -1)).add_(grad_z.unsqueeze(-2))  # (B, H, T, F)
+        if ctx.needs_input_grad[1]:
+            grad_v = phi_k @ grad_kv  # (B, H, T, D)
+        return grad_phi_k, grad_v
 
 
-def linear_attention(phi_q: Tensor, phi_k: Tensor, v_aug: Tensor) -> Tensor:
-    """Non-causal: φ(Q)·(φ(K)ᵀ[V | 1]); two matmuls of 2·T·F·(D+1) FLOPs each, per head."""
-    kv = _KeyValueSummary.apply(phi_k, v_aug)  # (B, H, F, E)
-    return phi_q @ kv  # (B, H, T, F) @ (B, H, F, E) -> (B, H, T, E)
+class _QueryReadout(torch.autograd.Function):
+    """φ(Q)·KV / (φ(Q)·z + eps), with a backward whose gradients are contiguous and need no (T, F) temporary.
+
+    The denominator is computed as zᵀ·φ(Q)ᵀ, one row per head: a GEMM with M = 1 ran 10x faster here than φ(Q)·z
+    with N = 1 (35 vs 370 µs at T = 1024), and 64-wide value GEMMs beat 65-wide ones ([V | 1], 660 vs 780 µs).
+    Left to autograd, that transposed product handed φ(Q) a transposed gradient again (see ``_KeyValueSummary``):
+    forward+backward was 40% slower than with [V | 1]. Here the backward is written out:
+    with d = φ(Q)·z + eps and out = (φ(Q)·KV)/d,
+    ∂φ(Q) = (g/d)·KVᵀ + (−Σ_D g·out / d)·zᵀ, ∂KV = φ(Q)ᵀ·(g/d), ∂z = φ(Q)ᵀ·(−Σ_D g·out / d).
+    The output is the numerator divided in place, so the forward holds one (T, D) buffer and a (T, 1) one.
+    """
+
+    @staticmethod
+    def forward(ctx, phi_q: Tensor, kv: Tensor, z: Tensor, eps: float) -> Tensor:
+        num = phi_q @ kv  # (B, H, T, F) @ (B, H, F, D) -> (B, H, T, D)
+        den = z.unsqueeze(-2) @ phi_q.transpose(-2, -1)  # (B, H, 1, F) @ (B, H, F, T) -> (B, H, 1, T)
+        den = den.transpose(-2, -1).add_(eps)  # -> (B, H, T, 1)
+        out = num.div_(den)
+        ctx.save_for_backward(phi_q, kv, z, out, den)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        phi_q, kv, z, out, den = ctx.saved_tensors
+        grad_num = grad / den  # (B, H, T, D)
+        grad_den = (grad * out).sum(dim=-1, keepdim=True).div_(den).neg_()  # (B, H, T, 1)
+        grad_phi_q = grad_kv = grad_z = None
+        if ctx.needs_input_grad[0]:
+            grad_phi_q = (grad_num @ kv.transpose(-2, -1)).addcmul_(grad_den, z.unsqueeze(-2))  # (B, H, T, F)
+        if ctx.needs_input_grad[1]:
+            grad_kv = phi_q.transpose(-2, -1) @ grad_num  # (B, H, F, D)
+        if ctx.needs_input_grad[2]:
+            grad_z = (grad_den.transpose(-2, -1) @ phi_q).squeeze(-2)  # (B, H, 1, T) @ (B, H, T, F) -> (B, H, F)
+        return grad_phi_q, grad_kv, grad_z, None
+
+
+def linear_attention(phi_q: Tensor, phi_k: Tensor, v: Tensor, eps: float) -> Tensor:
+    """Non-causal: φ(Q)·(φ(K)ᵀV) / (φ(Q)·Σφ(K) + eps); per head two matmuls of 2·T·F·D FLOPs and one of 2·T·F."""
+    kv, z = _KeyValueSummary.apply(phi_k, v)  # (B, H, F, D), (B, H, F)
+    return _QueryReadout.apply(phi_q, kv, z, eps)  # (B, H, T, D)
 
 
 def causal_linear_attention(phi_q: Tensor, phi_k: Tensor, v_aug: Tensor, chunk_size: int) -> Tensor:
@@ -94,32 +142,33 @@ def causal_linear_attention(phi_q: Tensor, phi_k: Tensor, v_aug: Tensor, chunk_s
     return torch.cat(chunks, dim=-2)
 
 
-def normalise(out_aug: Tensor, eps: float, dtype: torch.dtype) -> Tensor:
+def normalise(out_aug: Tensor, eps: float) -> Tensor:
     """Split [numerator | denominator] and divide; a query that sees no valid key gets 0 (finite)."""
     num, den = out_aug[..., :-1], out_aug[..., -1:]  # (B, H, T, E) -> (B, H, T, D), (B, H, T, 1)
-    return (num / (den + eps)).to(dtype)
+    return num / (den + eps)
 
 
 def attend_features(phi_q: Tensor, phi_k: Tensor, v: Tensor, key_valid: Tensor | None, *, causal: bool,
                     chunk_size: int, eps: float) -> Tensor:
     """The full linear-attention forward from feature maps; phi_k rows of padded keys must already be 0."""
-    v_aug = augment_values(v, key_valid, phi_q.dtype)
+    values = masked_values(v, key_valid, phi_q.dtype)
     if causal:
-        out_aug = causal_linear_attention(phi_q, phi_k, v_aug, chunk_size)
+        out = normalise(causal_linear_attention(phi_q, phi_k, augment_values(values), chunk_size), eps)
     else:
-        out_aug = linear_attention(phi_q, phi_k, v_aug)
-    return normalise(out_aug, eps, v.dtype)
+        out = linear_attention(phi_q, phi_k, values, eps)
+    return out.to(v.dtype)
 
 
 def core_flops(B: int, H: int, T: int, F_: int, D: int, causal: bool, chunk_size: int) -> int:
-    """Matmul FLOPs of the core with F features and E = D+1 value columns, exactly as FlopCounterMode counts.
+    """Matmul FLOPs of the core with F features, exactly as FlopCounterMode counts.
 
-    Non-causal: 2·(2·T·F·E). Causal: per chunk of L tokens 2·L²·F (scores) + 2·L²·E (scores·V)
+    Non-causal: 2·(2·T·F·D) for φ(K)ᵀV and φ(Q)·KV, plus 2·T·F for φ(Q)·z (the key sum is not a matmul).
+    Causal, with E = D+1 value columns: per chunk of L tokens 2·L²·F (scores) + 2·L²·E (scores·V)
     + 2·L·F·E (q·state) + 2·F·L·E (state update).
     """
-    E = D + 1
     if not causal:
-        return B * H * 4 * T * F_ * E
+        return B * H * (4 * T * F_ * D + 2 * T * F_)
+    E = D + 1
     full, rem = divmod(T, chunk_size)
     sum_sq = full * chunk_size ** 2 + rem ** 2  # Σ L² over the chunks
     return B * H * (2 * (F_ + E) * sum_sq + 4 * F_ * E * T)
@@ -128,13 +177,14 @@ def core_flops(B: int, H: int, T: int, F_: int, D: int, causal: bool, chunk_size
 def core_memory_elems(T: int, F_: int, D: int, causal: bool, chunk_size: int) -> int:
     """Elements alive at the core's peak, per (batch, head), output included.
 
-    Non-causal, at ``normalise``: φ(Q), φ(K) (T·F each), [V | 1] and the (T, E) result, the (T, D) output and the
-    (F, E) summary. Causal, at the ``cat``: φ(Q), φ(K), [V | 1], the (T, E) chunk outputs and their (T, E) cat,
-    plus the (F, E) states, one chunk's c×c scores and two (c, E) partial outputs. (Live tensor bytes, as
-    ``bench.measure.live_peak_bytes`` counts them; the feature maps' temporaries are freed before the peak.)"""
-    E = D + 1
+    Non-causal, at the division: φ(Q), φ(K) (T·F each), the (T, D) numerator (which becomes the output) and the
+    (T, 1) denominator, the (F, D) summary and the (F,) key sum. Causal, at the ``cat``: φ(Q), φ(K), [V | 1], the
+    (T, E) chunk outputs and their (T, E) cat, plus the (F, E) states, one chunk's c×c scores and two (c, E)
+    partial outputs. (Live tensor bytes, as ``bench.measure.live_peak_bytes`` counts them; the feature maps'
+    temporaries are freed before the peak.)"""
     if not causal:
-        return 2 * T * F_ + 2 * T * E + T * D + F_ * E
+        return 2 * T * F_ + T * D + T + F_ * D + F_
+    E = D + 1
     c = min(chunk_size, T)
     return 2 * T * F_ + 3 * T * E + 2 * F_ * E + c * c + 2 * c * E
 
@@ -155,8 +205,7 @@ def elu_flops(B: int, H: int, T: int, D: int, causal: bool = False, chunk_size: 
 def elu_memory(B: int, H: int, T: int, D: int, causal: bool = False, elem_bytes: int = 4, chunk_size: int = 64,
                **_: object) -> int:
     """Peak of one forward, output included: the core with F = D in the compute dtype (at least 4 bytes), plus
-    any upcast copies. The RSS peak is higher by the heap's fragmentation: the elu(x) temporaries' holes are too
-    small for the later (T, D+1) tensors (7.0× B·H·T·D·4 bytes measured in the sweep's worker, 5.05× live)."""
+    any upcast copies."""
     check_positive("linear_elu", chunk_size=chunk_size)
     elems = B * H * core_memory_elems(T, D, D, causal, chunk_size)
     return elems * max(elem_bytes, 4) + upcast_bytes(B, H, T, D, elem_bytes)
@@ -219,8 +268,8 @@ def performer_flops(B: int, H: int, T: int, D: int, causal: bool = False, n_feat
 def performer_memory(B: int, H: int, T: int, D: int, causal: bool = False, elem_bytes: int = 4,
                      n_features: int = 256, seed: int = 0, chunk_size: int = 64, **_: object) -> int:
     """Peak of one forward, output included: the core with F = r, plus any upcast copies. The (T, r) logits are
-    shifted and exponentiated in place, so each feature map is one (T, r) tensor; the (T, D) temporaries (x/D^¼,
-    x²) are freed before the peak."""
+    shifted and exponentiated in place, so each feature map is one (T, r) tensor; the keys' (T, D) temporary x²
+    is freed before the peak."""
     check_performer(n_features, seed, chunk_size)
     elems = B * H * core_memory_elems(T, n_features, D, causal, chunk_size)
     return elems * max(elem_bytes, 4) + upcast_bytes(B, H, T, D, elem_bytes)
@@ -246,15 +295,20 @@ def orthogonal_gaussian(n_features: int, d: int, generator: torch.Generator) -> 
     return omega * norms[:, None]
 
 
+def favor_projection(x: Tensor, omega: Tensor) -> Tensor:
+    """ωᵀx' with x' = x / D^{1/4}: the scale rides on the small (r, D) ω, so no scaled (T, D) copy of x is made."""
+    scale = x.shape[-1] ** -0.25
+    return x @ (omega * scale).transpose(0, 1)  # (B, H, T, D) @ (D, r) -> (B, H, T, r)
+
+
 def favor_logits(x: Tensor, omega: Tensor) -> Tensor:
     """ωᵀx' − ‖x'‖²/2 with x' = x / D^{1/4}; the log of the positive random feature before the 1/√r factor.
 
     The (T, r) projection is shifted in place (matmul's backward needs its inputs, not its output): one (T, r)
     tensor per feature map instead of two.
     """
-    x = x * x.shape[-1] ** -0.25
-    proj = x @ omega.transpose(0, 1)  # (B, H, T, D) @ (D, r) -> (B, H, T, r)
-    return proj.sub_(0.5 * (x * x).sum(dim=-1, keepdim=True))
+    proj = favor_projection(x, omega)
+    return proj.sub_((x * x).sum(dim=-1, keepdim=True) * (0.5 / math.sqrt(x.shape[-1])))  # ‖x'‖²/2 = ‖x‖²/(2√D)
 
 
 def _shifted_exp(logits: Tensor, shift: Tensor, n_features: int) -> Tensor:
@@ -264,9 +318,11 @@ def _shifted_exp(logits: Tensor, shift: Tensor, n_features: int) -> Tensor:
 
 
 def favor_query_features(q: Tensor, omega: Tensor) -> Tensor:
-    """φ(q) with the per-query-row max subtracted (a per-row constant: cancels in the normalised output)."""
-    logits = favor_logits(q, omega)
-    return _shifted_exp(logits, logits.amax(dim=-1, keepdim=True).detach(), omega.shape[0])
+    """φ(q) with the per-query-row max of the logits subtracted (a per-row constant: cancels in the normalised
+    output). Within a row −‖q'‖²/2 is that kind of constant too, so it cancels against the max exactly and is
+    never computed: exp(ωᵀq' − ‖q'‖²/2 − max_f(ωᵀq' − ‖q'‖²/2)) = exp(ωᵀq' − max_f ωᵀq')."""
+    proj = favor_projection(q, omega)
+    return _shifted_exp(proj, proj.amax(dim=-1, keepdim=True).detach(), omega.shape[0])
 
 
 def favor_key_features(k: Tensor, omega: Tensor, key_valid: Tensor | None) -> Tensor:
