@@ -111,7 +111,7 @@ def train_step_callable(name: str, shape: Shape, params: dict[str, Any] | None, 
 
 
 STABLE_REL_IQR = 0.03  # a steady-state time is "stable" when its IQR is within 3% of its median
-MAX_TIMING_ROUNDS = 4
+MAX_TIMING_ROUNDS = 6
 MIN_TIMING_REPEATS = 5  # a median and an IQR need several blocks: a call slower than min_run_time/5 gets more time
 MIN_STABLE_MEDIAN_S = 1e-3  # below 1 ms, timer and scheduler granularity dominate the spread: no re-rounds
 
@@ -123,10 +123,12 @@ def time_callable(fn: Callable[[], Any], threads: int, min_run_time: float = 0.2
 
     The run time is at least ``min_repeats`` times the first call, so a slow case still gets several blocks (an
     IQR over one or two blocks would read as a spread of 0). A round whose IQR/median exceeds ``max_rel_iqr`` (a
-    burst of other load on a shared machine) is measured again with twice the run time, up to ``max_rounds``
+    burst of other load on a shared machine) is measured again, with the same run time, up to ``max_rounds``
     rounds, and the round with the smallest relative IQR is kept: ``rounds`` says how many were needed,
-    ``stable`` whether the kept one meets the bound. Cases under 1 ms are measured once (their spread is the
-    timer's, not the machine's).
+    ``stable`` whether the kept one meets the bound. The same run time, not a longer one: the noise here comes
+    in spells (whole minutes ~25% slower, see ``paired_ratios``), and a longer round is only more likely to
+    straddle the edge of one (the unstable cases of the committed full profile were all 4th, 1.6 s rounds).
+    Cases under 1 ms are measured once (their spread is the timer's, not the machine's).
     """
     timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
     first = timer.timeit(number=1).median
@@ -139,7 +141,6 @@ def time_callable(fn: Callable[[], Any], threads: int, min_run_time: float = 0.2
             best = (rel, m)
         if rel <= max_rel_iqr or m.median < MIN_STABLE_MEDIAN_S:
             break
-        run_time *= 2
     rel, m = best
     return {"first_call_s": first, "median_s": m.median, "iqr_s": m.iqr, "repeats": len(m.times),
             "number_per_run": m.number_per_run, "block_times_s": [float(f"{t:.4g}") for t in m.times],
