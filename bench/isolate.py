@@ -41,6 +41,7 @@ OOM_MARKERS = ("defaultcpuallocator", "out of memory", "can't allocate memory")
 _TRIM_THRESHOLD = 1 << 40  # 1 TiB: never give the top of the heap back to the OS on free()
 PEAK_MMAP_THRESHOLD = 1 << 20  # during an RSS peak probe, allocations of 1 MiB or more get their own mmap
 M_MMAP_THRESHOLD, M_MMAP_MAX = -3, -4  # glibc mallopt parameters
+GLIBC_MMAP_MAX = 65536  # glibc's default mmap_max (DEFAULT_MMAP_MAX)
 
 ALLOCATOR_POLICY: dict[str, Any] = {
     "name": "glibc-retain-freed",
@@ -166,8 +167,9 @@ _mapped_depth = 0  # nesting depth of large_allocations_mapped(): only the outer
 @contextlib.contextmanager
 def large_allocations_mapped(threshold: int = PEAK_MMAP_THRESHOLD) -> Iterator[bool]:
     """While the block runs, glibc serves allocations >= ``threshold`` with their own mmap (fresh pages, unmapped
-    on free) instead of the worker's retained heap; the policy (``mmap_max=0``) is restored when the outermost
-    block exits. Yields False, and changes nothing, where the C library is not glibc."""
+    on free) instead of the worker's retained heap; the process's mmap_max (``process_mmap_max``) is restored when
+    the outermost block exits, the threshold stays. Yields False, and changes nothing, where the C library is not
+    glibc."""
     global _mapped_depth
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -177,14 +179,21 @@ def large_allocations_mapped(threshold: int = PEAK_MMAP_THRESHOLD) -> Iterator[b
         return
     if _mapped_depth == 0:
         mallopt(M_MMAP_THRESHOLD, threshold)  # an explicit threshold also stops glibc from raising it on free
-        mallopt(M_MMAP_MAX, 1 << 16)
+        mallopt(M_MMAP_MAX, GLIBC_MMAP_MAX)
     _mapped_depth += 1
     try:
         yield True
     finally:
         _mapped_depth -= 1
         if _mapped_depth == 0:
-            mallopt(M_MMAP_MAX, ALLOCATOR_POLICY["mmap_max"])
+            mallopt(M_MMAP_MAX, process_mmap_max())
+
+
+def process_mmap_max() -> int:
+    """This process's mmap_max as it started: 0 in a worker child (``ALLOCATOR_POLICY``), glibc's default in any
+    other process (a test run, asv, a user's script), which a probe must not leave without mmap."""
+    tunables = os.environ.get("GLIBC_TUNABLES", "").split(":")
+    return ALLOCATOR_POLICY["mmap_max"] if "glibc.malloc.mmap_max=0" in tunables else GLIBC_MMAP_MAX
 
 
 def peak_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:

@@ -127,6 +127,18 @@ def test_peak_probe_reads_the_live_peak_not_the_retained_heaps_holes():
         assert m[key] == pytest.approx(42 * MiB, rel=0.05), (key, m[key] / MiB)
 
 
+def test_a_probe_restores_the_mmap_setting_of_the_process_it_runs_in(monkeypatch):
+    """A worker child (the policy's tunables) gets mmap_max 0 back; any other process glibc's default."""
+    from bench import isolate
+
+    monkeypatch.setenv("GLIBC_TUNABLES", ALLOCATOR_POLICY["glibc_tunables"])
+    assert isolate.process_mmap_max() == 0
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.cpu.hwcaps=-AVX512F")
+    assert isolate.process_mmap_max() == isolate.GLIBC_MMAP_MAX
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    assert isolate.process_mmap_max() == isolate.GLIBC_MMAP_MAX
+
+
 def test_peak_probe_collects_cyclic_garbage_first_and_pauses_the_collector():
     """Tensors held by reference cycles of earlier calls are freed before the baseline, not (or not) during the
     probe depending on the collector's timing: the same case read one tensor apart in two fresh children."""
