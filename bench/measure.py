@@ -127,7 +127,8 @@ def time_callable(fn: Callable[[], Any], threads: int, min_run_time: float = 0.2
     rounds, and the round with the smallest relative IQR is kept: ``rounds`` says how many were needed,
     ``stable`` whether the kept one meets the bound. The same run time, not a longer one: the noise here comes
     in spells (whole minutes ~25% slower, see ``paired_ratios``), and a longer round is only more likely to
-    straddle the edge of one (the unstable cases of the committed full profile were all 4th, 1.6 s rounds).
+    straddle the edge of one (every unstable case of the full profile run at 02dc8f5 was in its 4th round, 8×
+    the first round's run time).
     Cases under 1 ms are measured once (their spread is the timer's, not the machine's).
     """
     timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
