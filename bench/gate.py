@@ -180,29 +180,18 @@ def linear_work(shape) -> Callable[[], Any]:
 
 
 def measure_speed(case: dict) -> dict[str, Any]:
-    """Each variant's forward time over the reference's, paired: every round times the reference and the variant
-    back to back (order flipped on odd rounds) and keeps their ratio; the median over rounds is returned. Pairing
-    cancels load that drifts on a shared machine; the median drops the rounds another process disturbed."""
+    """Each variant's forward time over the reference's, paired (``bench.measure.ratios_to``): every round times
+    the reference and each variant back to back and keeps their ratio; the median over rounds is returned.
+    Pairing cancels load that drifts on a shared machine; the median drops the rounds another process disturbed."""
     import numpy as np
 
     cfg = _enter(case)
-    from bench.measure import Shape, calibrated_timer, phase_callable
+    from bench.measure import Shape, phase_callable, ratios_to
 
     B, H, D = cfg.scaling_shape
-    names = sorted(set(case["names"]) | {REFERENCE})
-    timers = {name: calibrated_timer(phase_callable(name, Shape(B, H, cfg.speed_T, D), "forward"), cfg.threads,
-                                     cfg.block_s) for name in names}
-
-    def seconds(name: str) -> float:
-        timer, number = timers[name]
-        return timer.timeit(number=number).median
-
-    ratios: dict[str, list[float]] = {name: [] for name in names if name != REFERENCE}
-    for r in range(cfg.speed_rounds):
-        for name in ratios:
-            pair = (REFERENCE, name) if r % 2 == 0 else (name, REFERENCE)
-            t = dict(zip(pair, (seconds(pair[0]), seconds(pair[1]))))
-            ratios[name].append(t[name] / t[REFERENCE])
+    fns = {name: phase_callable(name, Shape(B, H, cfg.speed_T, D), "forward")
+           for name in sorted(set(case["names"]) | {REFERENCE})}
+    ratios = ratios_to(fns.pop(REFERENCE), fns, cfg.threads, cfg.block_s, cfg.speed_rounds)
     return {"ratios": {REFERENCE: 1.0, **{name: float(np.median(v)) for name, v in ratios.items()}}}
 
 

@@ -157,23 +157,31 @@ def calibrated_timer(fn: Callable[[], Any], threads: int, block_s: float) -> tup
     return timer, max(1, math.ceil(block_s / max(single, 1e-7)))
 
 
-def paired_ratios(fn_a: Callable[[], Any], fn_b: Callable[[], Any], threads: int, block_s: float = 0.04,
-                  rounds: int = 15) -> list[float]:
-    """Per round, seconds per call of ``fn_a`` over ``fn_b``, their blocks timed back to back (order flipped on
-    odd rounds).
+def ratios_to(reference: Callable[[], Any], fns: dict[Any, Callable[[], Any]], threads: int, block_s: float = 0.04,
+              rounds: int = 15) -> dict[Any, list[float]]:
+    """Per round and per fn, its seconds per call over the reference's, their blocks timed back to back (the fn
+    first on even rounds, the reference first on odd ones); every round visits every fn.
 
     Two medians measured a minute apart on a shared machine compare two machine states as much as two codes:
     here, whole minutes ran every op ~25% slower (one forward: 880 µs in some processes, 1110 µs in others
     started right after). A block of each, side by side, sees the same state, so the per-round ratio cancels
     that drift; report the median of the rounds and their spread.
     """
-    timers = [calibrated_timer(fn, threads, block_s) for fn in (fn_a, fn_b)]
-    ratios = []
+    ref = calibrated_timer(reference, threads, block_s)
+    timers = {key: calibrated_timer(fn, threads, block_s) for key, fn in fns.items()}
+    ratios: dict[Any, list[float]] = {key: [] for key in fns}
     for r in range(rounds):
-        order = (0, 1) if r % 2 == 0 else (1, 0)
-        seconds = {i: timers[i][0].timeit(number=timers[i][1]).median for i in order}
-        ratios.append(seconds[0] / seconds[1])
+        for key, own in timers.items():
+            first, second = (own, ref) if r % 2 == 0 else (ref, own)
+            s1, s2 = (timer.timeit(number=number).median for timer, number in (first, second))
+            ratios[key].append(s1 / s2 if r % 2 == 0 else s2 / s1)
     return ratios
+
+
+def paired_ratios(fn_a: Callable[[], Any], fn_b: Callable[[], Any], threads: int, block_s: float = 0.04,
+                  rounds: int = 15) -> list[float]:
+    """Per round, seconds per call of ``fn_a`` over ``fn_b``, timed side by side (``ratios_to``)."""
+    return ratios_to(fn_b, {"a": fn_a}, threads, block_s, rounds)["a"]
 
 
 def peak_memory(fn: Callable[[], Any], device: str = "cpu") -> int:
