@@ -9,7 +9,8 @@ prints to stdout cannot corrupt the protocol. Out of memory, over time and kille
   fails inside the allocator and torch raises ``RuntimeError: DefaultCPUAllocator: can't allocate memory`` (``oom``)
   instead of the kernel OOM killer taking the machine. It counts reserved as well as touched pages (thread stacks,
   malloc arenas, imports made by the case), so it is a conservative upper bound of the memory a case may use.
-  CUDA maps terabytes of virtual address space, so a Worker for CUDA passes ``cap_address_space=False``.
+  CUDA maps terabytes of virtual address space, so a Worker for CUDA passes ``cap_address_space=False``; its
+  child caps the caching allocator instead (``cap_cuda_memory``: over the cap, ``torch.OutOfMemoryError``).
 - time cap: no answer within ``timeout_s`` → the child is SIGKILLed → ``timeout``.
 - after ``oom``, ``timeout`` or ``killed`` the next case gets a fresh child (its heap may be fragmented or gone).
 
@@ -244,12 +245,26 @@ def _start_up(settings: dict) -> dict:
         torch.set_num_threads(settings["threads"])
     torch.ones(256, 256) @ torch.ones(256, 256)  # start the intra-op pool and BLAS before measuring the baseline
     baseline = address_space_bytes()
-    limit = None
+    limit = cuda_limit = None
     if settings["cap_address_space"]:
         limit = baseline + settings["mem_cap_bytes"]
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    elif torch.cuda.is_available():
+        cuda_limit = cap_cuda_memory(settings["mem_cap_bytes"])
     return {"pid": os.getpid(), "threads": torch.get_num_threads(), "as_baseline_bytes": baseline,
-            "as_limit_bytes": limit}
+            "as_limit_bytes": limit, "cuda_limit_bytes": cuda_limit}
+
+
+def cap_cuda_memory(cap_bytes: int) -> int:
+    """The memory cap of a CUDA worker: the caching allocator's per-process fraction of the current device, so a
+    case over ``cap_bytes`` raises ``torch.OutOfMemoryError`` (``oom``) at allocation. Returns the cap in bytes
+    (never more than the device holds)."""
+    import torch
+
+    total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+    fraction = min(1.0, cap_bytes / total)
+    torch.cuda.set_per_process_memory_fraction(fraction)
+    return int(fraction * total)
 
 
 def resolve(target: str) -> Callable:

@@ -37,8 +37,13 @@ def results_path(out_dir: str | Path, sweep: str, profile: str, device: str) -> 
 # ----------------------------------------------------------------------------------------------------------------
 # The manifest.
 
+SOURCE_SHA_ENV = "ATTENTION_LIMITS_SOURCE_SHA"  # the commit a tree copied without .git was taken from
+
+
 def git_state(root: str | Path = _ROOT) -> tuple[str, bool | None]:
-    """``(HEAD sha, dirty)`` of the checkout at ``root``; ``("unknown", None)`` outside git.
+    """``(HEAD sha, dirty)`` of the checkout at ``root``; outside git (a copy of the tree without ``.git``, as
+    shipped to a remote GPU machine) ``(SOURCE_SHA_ENV's value, None)`` where whoever made the copy set it, else
+    ``("unknown", None)``: dirty is then unknown.
 
     Dirty means tracked code or configuration differs from HEAD; the measured outputs (``results/``,
     ``reports/``) do not count, or every sweep of the main job after the first would read dirty.
@@ -50,7 +55,7 @@ def git_state(root: str | Path = _ROOT) -> tuple[str, bool | None]:
                                  ":(exclude)results", ":(exclude)reports"], cwd=root,
                                 capture_output=True, text=True, timeout=30, check=True).stdout
     except (OSError, subprocess.SubprocessError):
-        return "unknown", None
+        return os.environ.get(SOURCE_SHA_ENV, "").strip() or "unknown", None
     return sha, bool(status.strip())
 
 

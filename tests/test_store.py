@@ -147,3 +147,12 @@ def test_dirty_means_code_changed_not_results(tmp_path):
     assert store.git_state(tmp_path)[1] is False  # a sweep's own outputs do not make the code dirty
     (tmp_path / "bench/code.py").write_text("v2\n")
     assert store.git_state(tmp_path)[1] is True
+
+
+def test_outside_git_the_sha_comes_from_whoever_copied_the_tree(tmp_path, monkeypatch):
+    """A tree copied without .git (to a remote GPU machine, say) records the sha its copier names, dirty unknown."""
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # no repository above tmp_path either
+    monkeypatch.delenv(store.SOURCE_SHA_ENV, raising=False)
+    assert store.git_state(tmp_path) == ("unknown", None)
+    monkeypatch.setenv(store.SOURCE_SHA_ENV, "0123abcd" * 5)
+    assert store.git_state(tmp_path) == ("0123abcd" * 5, None)

@@ -4,7 +4,8 @@ forward fits a time budget.
 Found by doubling from ``start_t`` then bisecting (on multiples of ``grid``) between the last T that fit and the
 first that did not. Every probe runs in the isolated worker under a memory cap, so a probe that runs out of memory
 is a row (status oom), never a crash of this process. The memory probe counts everything the case allocates: the
-inputs q, k, v plus the forward's peak (measured from the RSS high-water mark, see ``bench.isolate``).
+inputs q, k, v plus the forward's peak (on CPU from the RSS high-water mark, see ``bench.isolate``; on CUDA from
+the caching allocator's statistics, see ``bench.measure.peak_memory``).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 
 import variants
 from bench.config import Case, ConfigError
-from bench.measure import Shape, phase_callable, resolve_device, time_callable
+from bench.measure import Shape, peak_memory, phase_callable, resolve_device, time_callable
 
 NAME = "limits"
 GiB = 1024 ** 3
@@ -75,8 +76,6 @@ def probe_case(cfg: Config, variant: str, budget: str, T: int) -> Case:
 
 def execute(case: Case) -> dict[str, Any]:
     """One probe, inside the worker: does T fit the budget of this kind?"""
-    from bench.isolate import peak_bytes, rss_bytes
-
     spec = variants.get(case["variant"]).spec
     if case["causal"] and not spec.supports_causal:
         raise NotImplementedError(f"{spec.name} does not support causal attention")
@@ -88,13 +87,25 @@ def execute(case: Case) -> dict[str, Any]:
         t = time_callable(phase_callable(case["variant"], shape, "forward", seed=case["seed"]), case["threads"],
                           min_run_time=0.05, min_repeats=3, max_rounds=2)
         return {**t, "fits": bool(t["median_s"] <= case["time_budget_s"])}
-    before = rss_bytes()
+    held = allocated_bytes(shape.device)
+    before = held()
     fn = phase_callable(case["variant"], shape, "forward", seed=case["seed"])
-    inputs = rss_bytes() - before
-    _, extra = peak_bytes(fn)
+    inputs = held() - before
+    extra = peak_memory(fn, shape.device)
     total = inputs + extra
     return {"input_bytes": inputs, "peak_bytes": extra, "total_bytes": total,
             "fits": bool(total <= case["mem_budget_bytes"])}
+
+
+def allocated_bytes(device: str) -> Callable[[], int]:
+    """What holds a case's inputs, read before and after building them: RSS on CPU (``bench.isolate``), the
+    caching allocator's allocated bytes on CUDA."""
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return lambda: torch.cuda.memory_allocated(dev)
+    from bench.isolate import rss_bytes
+
+    return rss_bytes
 
 
 def search(probe: Callable[[int], bool], start: int, max_t: int, grid: int, steps: int) -> tuple[int | None, int | None]:
