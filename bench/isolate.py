@@ -391,12 +391,15 @@ class Worker:
             code = self._stop()
             raise RuntimeError(f"worker child failed to start ({one_line(exc)}; exit code {code})") from None
 
-    def run(self, target: str, case: Any, timeout_s: float) -> Outcome:
+    def run(self, target: str, case: Any, timeout_s: float, *, fresh: bool = False) -> Outcome:
         """Run ``target(case)`` in the child within ``timeout_s`` seconds; never raises because of the case.
 
+        ``fresh``: in a child that has run no other case (the current one is replaced if it has).
         An ``oom`` in a child that already ran other cases is re-run once in a fresh child: the retained heap
         fragments the address space (see ``ALLOCATOR_POLICY``), so only an oom from a clean start is a finding.
         """
+        if fresh and self._cases_in_child:
+            self.close()
         outcome = self._run_once(target, case, timeout_s)
         if outcome.status == "oom" and self.last_child_cases > 1:
             outcome = self._run_once(target, case, timeout_s)

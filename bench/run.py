@@ -71,14 +71,15 @@ def _calibration(worker: Worker, module: ModuleType, cfg: Any) -> dict[str, Any]
 
 
 def _run_cases(worker: Worker, target: str, cases: Iterable[Case], time_cap_s: float, writer: store.RunWriter,
-               bar, callback: ProgressCallback | None) -> None:
-    """Execute and write each case in turn."""
+               bar, callback: ProgressCallback | None, fresh_for: Callable[[Case], bool] = lambda case: False) -> None:
+    """Execute and write each case in turn (in a child of its own where ``fresh_for(case)``)."""
     for case in cases:
-        _record(writer, bar, callback, case, worker.run(target, case, time_cap_s))
+        _record(writer, bar, callback, case, worker.run(target, case, time_cap_s, fresh=fresh_for(case)))
 
 
 def _run_parallel(workers: list[Worker], target: str, cases: list[Case], time_cap_s: float,
-                  writer: store.RunWriter, bar, callback: ProgressCallback | None) -> None:
+                  writer: store.RunWriter, bar, callback: ProgressCallback | None,
+                  fresh_for: Callable[[Case], bool] = lambda case: False) -> None:
     """Several workers take cases from one queue; rows are written (in completion order) under a lock.
 
     Only for sweeps whose metrics do not depend on the machine being otherwise idle (``PARALLEL = True``:
@@ -97,7 +98,7 @@ def _run_parallel(workers: list[Worker], target: str, cases: list[Case], time_ca
                     case = next(pending, None)
                 if case is None:
                     return
-                outcome = worker.run(target, case, time_cap_s)
+                outcome = worker.run(target, case, time_cap_s, fresh=fresh_for(case))
                 if stop.is_set():
                     return
                 with lock:
@@ -142,7 +143,8 @@ def run_sweep(module: ModuleType, cfg: Any, *, profile: str, out_dir: str | Path
     segment; otherwise the file is rewritten. ``progress``: None shows a bar when stderr is a terminal, a bool
     forces it, a callable ``(case, outcome)`` is called after each written row (and no bar is shown).
     A sweep that sets ``PARALLEL = True`` runs ``cfg.jobs`` workers at once (rows in completion order); one that
-    sets ``FRESH_CHILD = True`` runs every case in a new child process.
+    sets ``FRESH_CHILD = True`` runs every case in a new child process, and one that defines
+    ``fresh_child(cfg, case) -> bool`` runs the cases it names in a new child.
     """
     path = store.results_path(out_dir, module.NAME, profile, device)
     cases = sweep_cases(module, cfg)
@@ -153,6 +155,8 @@ def run_sweep(module: ModuleType, cfg: Any, *, profile: str, out_dir: str | Path
     cap = mem_cap_bytes if mem_cap_bytes is not None else getattr(cfg, "mem_cap_bytes", None)
     jobs = int(getattr(cfg, "jobs", 1)) if getattr(module, "PARALLEL", False) else 1
     fresh = bool(getattr(module, "FRESH_CHILD", False))
+    chooser = getattr(module, "fresh_child", None)
+    fresh_for = (lambda case: bool(chooser(cfg, case))) if chooser else (lambda case: False)
     with Worker(threads, cap, cap_address_space=not device.startswith("cuda"), fresh_child=fresh) as worker:
         record = store.manifest(sweep=module.NAME, profile=profile, device=device, config=cfg, seeds=seeds_of(cfg),
                                 env=_environment(worker, device),
@@ -167,12 +171,12 @@ def run_sweep(module: ModuleType, cfg: Any, *, profile: str, out_dir: str | Path
                     extra = [Worker(threads, cap, cap_address_space=not device.startswith("cuda"))
                              for _ in range(jobs - 1)]
                     try:
-                        _run_parallel([worker, *extra], target, todo, time_cap_s, writer, bar, callback)
+                        _run_parallel([worker, *extra], target, todo, time_cap_s, writer, bar, callback, fresh_for)
                     finally:
                         for w in extra:
                             w.close()
                 else:
-                    _run_cases(worker, target, todo, time_cap_s, writer, bar, callback)
+                    _run_cases(worker, target, todo, time_cap_s, writer, bar, callback, fresh_for)
             except KeyboardInterrupt:
                 bar.write(f"interrupted: {path} holds every finished case; rerun with resume to go on",
                           file=sys.stderr)

@@ -102,3 +102,24 @@ def test_parallel_sweep_writes_every_case_once(tmp_path, monkeypatch):
     df = store.load(path)
     assert sorted(df["case_id"]) == sorted(c.id for c in fake_sweep.cases(cfg))
     assert set(df["status"]) == {"ok"}
+
+
+def test_a_sweep_names_the_cases_that_need_a_child_of_their_own(tmp_path, monkeypatch):
+    """``fresh_child(cfg, case)`` True: that case runs in a child that ran nothing before it; the others share."""
+    monkeypatch.setattr(fake_sweep, "fresh_child", lambda cfg, case: case["i"] in (2, 3), raising=False)
+    df = store.load(sweep(tmp_path, ["ok"] * 5, progress=False)).sort_values("i")
+    pids = list(df["pid"])
+    assert (df["status"] == "ok").all()
+    assert pids[0] == pids[1] and len({pids[1], pids[2], pids[3]}) == 3 and pids[4] == pids[3]
+
+
+def test_the_full_efficiency_profile_runs_its_longest_cases_in_fresh_children():
+    from bench.sweeps import efficiency
+
+    full, quick = efficiency.PROFILES["full"], efficiency.PROFILES["quick"]
+    by_t = {T: efficiency.fresh_child(full, next(c for c in efficiency.cases(full) if c["T"] == T))
+            for T in (16384, 32768, 131072)}
+    assert by_t == {16384: False, 32768: True, 131072: True}
+    assert not any(efficiency.fresh_child(quick, c) for c in efficiency.cases(quick))
+    with pytest.raises(ConfigError, match="fresh-child-min-t"):
+        efficiency.Config(fresh_child_min_t=-1).validate()

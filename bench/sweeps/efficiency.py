@@ -29,6 +29,7 @@ class Config:
     causal: tuple[bool, ...] = (False, True)
     train_step_max_t: int = 1024  # the whole-model step is the slowest phase: measured up to this T only
     quadratic_max_t: int = 0  # variants declared quadratic in time (time_exponent >= 2) stop here; 0: no cap
+    fresh_child_min_t: int = 0  # cases with T >= this run in a child that ran no other case; 0: never (see below)
     batch: int = 1
     heads: int = 4
     head_dim: int = 64
@@ -45,6 +46,8 @@ class Config:
         bad = [t for t in self.seq_lens if t <= 0]
         if bad or not self.seq_lens:
             raise ConfigError(f"sequence lengths must be positive, got {self.seq_lens}")
+        if self.fresh_child_min_t < 0:
+            raise ConfigError(f"--fresh-child-min-t must be >= 0 (0: never), got {self.fresh_child_min_t}")
         if self.quadratic_max_t < 0:
             raise ConfigError(f"--quadratic-max-t must be >= 0 (0: no cap), got {self.quadratic_max_t}")
         unknown = sorted(set(self.phases) - set(PHASES))
@@ -66,9 +69,20 @@ PROFILES = {
     # (their working set is ~1 KiB per token per tensor at B=1, H=4, D=64): fitted over 4096..32768, the exponent
     # of a memory-bound variant mixes in the step from cache to DRAM bandwidth. The quadratic ones stop at 32768
     # (full_sdpa's forward+backward takes 20 s there and would take ~80 s a call at 65536).
+    # From T = 32768 up each case gets a child of its own (~2 s each, ~70 cases): in a worker that has run other
+    # cases, glibc serves a large allocation from a free chunk that earlier cases left in the middle of the
+    # retained heap before it would mmap one, and the pages of such a chunk stay resident when the tensor is freed
+    # (nothing trims the middle of a heap), so the RSS peak of one forward+backward counted temporaries that had
+    # already died: at T = 131072 linformer read 704 MiB after the other variants' cases and 576 MiB (2x its
+    # 288 MiB at 65536) in a child of its own, nystrom 804 and 675 MiB, which bent both exponents to ~1.17.
     "full": Config(seq_lens=log2_grid(128, 131072), min_run_time=0.5, time_cap_s=600.0, train_step_max_t=8192,
-                   quadratic_max_t=32768),
+                   quadratic_max_t=32768, fresh_child_min_t=32768),
 }
+
+
+def fresh_child(cfg: Config, case: Case) -> bool:
+    """Whether ``case`` runs in a child that ran no other case (``run_sweep``): T >= ``cfg.fresh_child_min_t``."""
+    return bool(cfg.fresh_child_min_t) and case["T"] >= cfg.fresh_child_min_t
 
 
 def skipped(cfg: Config, name: str, T: int, phase: str) -> bool:
