@@ -320,14 +320,14 @@ def memory_panel(ax, ok: pd.DataFrame, everything: pd.DataFrame) -> list[dict]:
 
 
 def top_ratios(rows: pd.DataFrame) -> dict[str, float]:
-    """At the largest T: measured RSS peak over the spec's analytic bytes, and over the live tensor bytes (the
+    """At the largest T: measured peak over the spec's analytic bytes, and over the live tensor bytes (on CPU, the
     heap's fragmentation), where the rows have them."""
     if rows.empty:
         return {}
     top = rows.sort_values("T").iloc[-1]
-    out = {"top_t": float(top["T"]), "rss_over_analytic": float(top["peak_bytes"]) / float(top["bytes_analytic"])}
+    out = {"top_t": float(top["T"]), "peak_over_analytic": float(top["peak_bytes"]) / float(top["bytes_analytic"])}
     live = pd.to_numeric(top.get("peak_live_bytes", np.nan), errors="coerce")
-    out["rss_over_live"] = float(top["peak_bytes"]) / live if live and np.isfinite(live) else np.nan
+    out["peak_over_live"] = float(top["peak_bytes"]) / live if live and np.isfinite(live) else np.nan
     return out
 
 
@@ -361,14 +361,17 @@ def fig_memory(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -
     axes[0, 0].set_yscale("log", base=2)
     units(axes[0, 0], "y", binary_bytes)
     legend_right(axes[0, 0], ncol=1)
-    caption = ("Peak memory of one forward beyond its inputs (child-process RSS high-water mark) against T, beside "
-               "each spec's analytic memory_bytes (dashed); a cross or square marks the first T that ran out of "
-               "memory or time. The table gives the measured exponent k of peak = a + b·T^k fitted over the "
-               "five largest T (a: fixed buffers, which would bend a log-log slope below 1) with its 95% CI, the "
-               "same fit of the analytic curve, the declared exponent, at the largest T the RSS peak over the "
-               "analytic bytes and over the live tensor bytes (torch's allocation events: the gap is the heap's "
-               "fragmentation), and the measured exponent of the causal forward and of forward+backward "
-               "(non-causal, causal).")
+    cpu = str(src.manifests["device"].iloc[0]) == "cpu" if "device" in src.manifests else True
+    how = "child-process RSS high-water mark" if cpu else "CUDA caching allocator's max_memory_allocated"
+    live = ("over the live tensor bytes (torch's allocation events: the gap is the heap's fragmentation)" if cpu
+            else "over the live tensor bytes (not measured on CUDA, where the allocator's peak already is that)")
+    caption = (f"Peak memory of one forward beyond its inputs ({how}) against T, beside each spec's analytic "
+               "memory_bytes (dashed); a cross or square marks the first T that ran out of memory or time. The "
+               "table gives the measured exponent k of peak = a + b·T^k fitted over the five largest T (a: fixed "
+               "buffers, which would bend a log-log slope below 1) with its 95% CI, the same fit of the analytic "
+               "curve, the declared exponent, at the largest T the measured peak over the analytic bytes and "
+               f"{live}, and the measured exponent of the causal forward and of forward+backward (non-causal, "
+               "causal).")
     return FigureResult(name, title, save(fig, out_dir, name), table, caption, src.manifests)
 
 
@@ -380,9 +383,10 @@ def limit_bar(ax, table: pd.DataFrame, budget: str) -> None:
     widths = sub["max_fit_t"].fillna(0).to_numpy()
     ax.barh(y, widths, color=[color_of(v) for v in sub["variant"]],
             hatch=["//" if c else "" for c in sub["censored"]], edgecolor="black")
-    for yi, (w, cens, fail) in enumerate(zip(widths, sub["censored"], sub["min_fail_t"])):
-        text = f"≥ {w:,.0f} (search cap)" if cens else (f"{w:,.0f} (fails at {fail:,.0f})" if w else
-                                                         f"< {fail:,.0f}")
+    for yi, (w, cens, fail, why) in enumerate(zip(widths, sub["censored"], sub["min_fail_t"], sub["min_fail_why"])):
+        why = "" if why in ("", "over budget") or why != why else f", {why}"
+        text = f"≥ {w:,.0f} (search cap)" if cens else (f"{w:,.0f} (fails at {fail:,.0f}{why})" if w else
+                                                         f"< {fail:,.0f}{why}")
         ax.text(max(w, 1) * 1.1, yi, text, va="center", fontsize=8)
     ax.set_yticks(y, list(sub["variant"]))
     positive = widths[widths > 0]
@@ -395,7 +399,8 @@ def limit_rows(rows: pd.DataFrame) -> pd.DataFrame:
     found["censored"] = found["censored"].fillna(False).astype(bool) if "censored" in found else False
     found["budget_value"] = [r.get("mem_budget_bytes") if r["budget"] == "memory" else r.get("time_budget_s")
                              for _, r in found.iterrows()]
-    cols = ["variant", "budget", "budget_value", "max_fit_t", "min_fail_t", "censored"]
+    found["min_fail_why"] = found["min_fail_why"].fillna("") if "min_fail_why" in found else ""
+    cols = ["variant", "budget", "budget_value", "max_fit_t", "min_fail_t", "min_fail_why", "censored"]
     return found[cols].sort_values(["budget", "variant"]).reset_index(drop=True)
 
 
@@ -417,7 +422,8 @@ def fig_limits(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -
         ax.grid(False, axis="y")
     caption = ("For each variant, the largest sequence length whose forward fits the memory budget (inputs plus "
                "peak) and the time budget (median forward), found by doubling then bisection. Hatched bars hit "
-               "the search cap without failing, so the true limit is higher (censored).")
+               "the search cap without failing, so the true limit is higher (censored), and min_fail_why says what "
+               "stopped a search: over budget, or a probe's oom or timeout cap, which bounds the limit from below.")
     return FigureResult(name, title, save(fig, out_dir, name), table, caption, src.manifests)
 
 

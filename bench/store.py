@@ -37,17 +37,21 @@ def results_path(out_dir: str | Path, sweep: str, profile: str, device: str) -> 
 # ----------------------------------------------------------------------------------------------------------------
 # The manifest.
 
-SOURCE_SHA_ENV = "ATTENTION_LIMITS_SOURCE_SHA"  # the commit a tree copied without .git was taken from
+SOURCE_SHA_ENV = "ATTENTION_LIMITS_SOURCE_SHA"  # the commit a copied tree was taken from, named by its copier
 
 
 def git_state(root: str | Path = _ROOT) -> tuple[str, bool | None]:
-    """``(HEAD sha, dirty)`` of the checkout at ``root``; outside git (a copy of the tree without ``.git``, as
-    shipped to a remote GPU machine) ``(SOURCE_SHA_ENV's value, None)`` where whoever made the copy set it, else
-    ``("unknown", None)``: dirty is then unknown.
+    """``(HEAD sha, dirty)`` of the checkout at ``root``, ``("unknown", None)`` outside git; but
+    ``(SOURCE_SHA_ENV's value, None)`` where whoever copied the tree (to a remote GPU machine, say) set it: that
+    copy's ``.git``, if one came along, need not be the commit its files are (one sent here read as an older
+    commit, dirty), and whether the copy is dirty is then unknown.
 
     Dirty means tracked code or configuration differs from HEAD; the measured outputs (``results/``,
     ``reports/``) do not count, or every sweep of the main job after the first would read dirty.
     """
+    named = os.environ.get(SOURCE_SHA_ENV, "").strip()
+    if named:
+        return named, None
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=10, check=True).stdout.strip()
@@ -55,7 +59,7 @@ def git_state(root: str | Path = _ROOT) -> tuple[str, bool | None]:
                                  ":(exclude)results", ":(exclude)reports"], cwd=root,
                                 capture_output=True, text=True, timeout=30, check=True).stdout
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get(SOURCE_SHA_ENV, "").strip() or "unknown", None
+        return "unknown", None
     return sha, bool(status.strip())
 
 

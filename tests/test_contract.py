@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 import variants
+from op_outputs import OpOutputs
 from variants import reference_attention
 
 ALL = variants.names()
@@ -173,21 +173,6 @@ def test_counted_flops_match_spec_and_declared_growth(name, causal):
     assert growth == pytest.approx(2 ** attn.spec.time_exponent, rel=0.1), growth
 
 
-class ElementsWritten(TorchDispatchMode):
-    """Counts the elements every non-view op writes: the work of a forward+backward, independent of timing."""
-
-    def __init__(self):
-        super().__init__()
-        self.elems = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if not func.is_view:
-            self.elems += sum(t.numel() for t in (out if isinstance(out, (tuple, list)) else (out,))
-                              if isinstance(t, torch.Tensor))
-        return out
-
-
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("name", ALL)
 def test_backward_work_grows_as_declared(name, causal):
@@ -201,9 +186,9 @@ def test_backward_work_grows_as_declared(name, causal):
         torch.manual_seed(0)
         attn = variants.create(name, d_head=D, n_heads=1, causal=causal, max_seq_len=4096)
         q, k, v = (torch.randn(1, 1, T, D, requires_grad=True) for _ in range(3))
-        with ElementsWritten() as mode:
+        with OpOutputs() as mode:
             attn(q, k, v).sum().backward()
-        return mode.elems
+        return mode.elems_written
 
     growth = written(4096) / written(2048)
     assert growth <= 1.1 * 2 ** variants.get(name).spec.time_exponent, growth

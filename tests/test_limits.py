@@ -39,3 +39,19 @@ def test_bad_limits_flags_are_one_line_errors():
         apply_overrides(limits.PROFILES["quick"], {"budgets": "memory,speed"})
     with pytest.raises(ConfigError, match="start-t"):
         apply_overrides(limits.PROFILES["quick"], {"start-t": "0"})
+
+
+def test_a_time_search_is_not_ended_by_the_memory_budgets_cap(tmp_path):
+    """Time probes run under the worker's default cap: with a 64 MiB memory budget (probes capped at 96 MiB) the
+    time search of linear_elu still goes past T = 65536, whose inputs alone take 192 MiB, without an oom."""
+    from bench import store
+    from bench.sweeps import limits
+
+    cfg = limits.Config(variants=("linear_elu",), budgets=("time",), mem_budget_bytes=64 * 2**20,
+                        time_budget_s=0.5, start_t=16384, max_t=2**17, threads=1, time_cap_s=60.0)
+    rows = store.load(limits.run(cfg, profile="quick", out_dir=tmp_path))
+    probes, found = rows[rows["T"] > 0], rows[rows["T"] == 0].iloc[0]
+    assert set(probes["status"]) == {"ok"}
+    assert found["max_fit_t"] >= 65536 and found["min_fail_why"] in ("", "over budget")
+    manifest = store.load_manifests(root=tmp_path).iloc[0]
+    assert manifest["mem_cap_bytes"] == 96 * 2**20 and manifest["time_probe_mem_cap_bytes"] > 96 * 2**20

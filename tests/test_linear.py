@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 import variants
+from op_outputs import OpOutputs
 from variants import reference_attention
 from variants.linear import ELU_EPS, PERFORMER_EPS, orthogonal_gaussian
 
@@ -282,21 +282,6 @@ def test_unknown_param_raises_type_error(name):
 
 # ------------------------------------------------------------------------------------------------------ memory
 
-class LargestAllocation(TorchDispatchMode):
-    """Records the largest storage (bytes) any op returns: deterministic, independent of allocator and timing."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.untyped_storage().nbytes())
-        return out
-
-
 @pytest.mark.parametrize("name", LINEAR)
 def test_causal_never_allocates_quadratic_tensors(name):
     """At T = 8192 no tensor of the causal forward or backward reaches T×T or T×D×D elements; the largest is the
@@ -304,9 +289,9 @@ def test_causal_never_allocates_quadratic_tensors(name):
     T, d = 8192, 32
     attn = make(name, causal=True, d_head=d, n_heads=1, chunk_size=64)
     q, k, v = (x.requires_grad_() for x in qkv(T, dtype=torch.float32, b=1, h=1, d=d))
-    with LargestAllocation() as mode:
+    with OpOutputs() as mode:
         attn(q, k, v, key_valid=random_valid(T, b=1)).sum().backward()
     widest = max(attn.params.get("n_features", d), d + 1)
-    assert mode.largest <= T * widest * 4
-    assert mode.largest < T * d * d * 4 and mode.largest < T * T * 4
-    assert mode.largest < attn.memory_bytes(1, T)
+    assert mode.largest_bytes <= T * widest * 4
+    assert mode.largest_bytes < T * d * d * 4 and mode.largest_bytes < T * T * 4
+    assert mode.largest_bytes < attn.memory_bytes(1, T)

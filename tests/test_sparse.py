@@ -5,11 +5,10 @@ import math
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
 import variants
+from op_outputs import OpOutputs
 from variants import reference_attention
 from variants.base import masked_softmax_av
 
@@ -263,21 +262,6 @@ def test_flops_and_memory_grow_linearly(name, causal):
 
 # ----------------------------------------------------------------------------------------------------- memory
 
-class _LargestOutput(TorchDispatchMode):
-    """Records the largest numel among the outputs of every op dispatched while active."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest, self.op = 0, None
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor) and t.numel() > self.largest:
-                self.largest, self.op = t.numel(), func
-        return out
-
-
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("name", NAMES)
 def test_no_T_by_T_tensor_is_ever_allocated(name, causal):
@@ -285,13 +269,13 @@ def test_no_T_by_T_tensor_is_ever_allocated(name, causal):
     a = make(name, T, causal, window=32)
     q, k, v = (x.requires_grad_() for x in qkv(T, torch.float32, b=1))
     kv = some_padding(T)[:1]
-    with _LargestOutput() as rec:
+    with OpOutputs() as rec:
         out = a(q, k, v, key_valid=kv)
         out.sum().backward()
     assert rec.largest < T * T, f"{rec.op} produced {rec.largest} elements"
     # memory_bytes models the forward without autograd (what the efficiency sweep's forward measures); the
     # probabilities saved for backward above belong to the forward+backward phase
-    with _LargestOutput() as rec, torch.inference_mode():
+    with OpOutputs() as rec, torch.inference_mode():
         a(q, k, v, key_valid=kv)
     assert rec.largest * 4 <= a.memory_bytes(1, T)
 
@@ -326,7 +310,7 @@ def test_the_recorder_does_see_a_T_by_T_tensor_in_full_attention():
     """Control for the test above: the dispatch recorder catches the dense baseline's (B, H, T, T) scores."""
     T = 512
     q, k, v = qkv(T, torch.float32, b=1)
-    with _LargestOutput() as rec:
+    with OpOutputs() as rec:
         make("full_naive", T)(q, k, v)
     assert rec.largest >= T * T
 

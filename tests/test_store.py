@@ -149,10 +149,12 @@ def test_dirty_means_code_changed_not_results(tmp_path):
     assert store.git_state(tmp_path)[1] is True
 
 
-def test_outside_git_the_sha_comes_from_whoever_copied_the_tree(tmp_path, monkeypatch):
-    """A tree copied without .git (to a remote GPU machine, say) records the sha its copier names, dirty unknown."""
+def test_a_copied_tree_records_the_sha_its_copier_names(tmp_path, monkeypatch):
+    """A tree copied to a remote GPU machine records the sha its copier names, dirty unknown, with or without a
+    .git beside it (one that came along read as an older commit)."""
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # no repository above tmp_path either
     monkeypatch.delenv(store.SOURCE_SHA_ENV, raising=False)
     assert store.git_state(tmp_path) == ("unknown", None)
     monkeypatch.setenv(store.SOURCE_SHA_ENV, "0123abcd" * 5)
     assert store.git_state(tmp_path) == ("0123abcd" * 5, None)
+    assert store.git_state()[0] == "0123abcd" * 5  # this checkout's own .git does not override it

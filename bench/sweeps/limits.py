@@ -169,24 +169,33 @@ def _probe_fn(worker, writer, cfg: Config, variant: str, budget: str) -> Callabl
 
 
 def run(cfg: Config, *, profile: str, out_dir: str = "results/runs", resume: bool = False):
-    """Search every (variant, kind) in one isolated worker; each probe and each found limit is a row."""
+    """Search every (variant, kind) in isolated workers; each probe and each found limit is a row.
+
+    Memory probes run under a cap of 1.5× the memory budget (over-budget probes are measured, not killed, and a
+    runaway one stops early); time probes under the Worker's default cap, or a time search would end on that
+    memory cap instead of the time budget (on an H200 six of eight did, as ``oom``, before this split).
+    """
     from bench import store
     from bench.isolate import Outcome, Worker
     from bench.run import _environment, seeds_of
 
     path = store.results_path(out_dir, NAME, profile, cfg.device)
     done = store.finished_case_ids(path) if resume else set()
-    cap = int(cfg.mem_budget_bytes * 1.5)  # above the budget, so over-budget probes are measured, not killed
-    with Worker(cfg.threads, cap, cap_address_space=not cfg.device.startswith("cuda")) as worker:
+    cap = int(cfg.mem_budget_bytes * 1.5)
+    address_space = not cfg.device.startswith("cuda")
+    with Worker(cfg.threads, cap, cap_address_space=address_space) as mem_worker, \
+            Worker(cfg.threads, cap_address_space=address_space) as time_worker:
+        workers = {"memory": mem_worker, "time": time_worker}
         record = store.manifest(sweep=NAME, profile=profile, device=cfg.device, config=cfg, seeds=seeds_of(cfg),
-                                env=_environment(worker, cfg.device),
-                                extra={"mem_cap_bytes": cap, "time_cap_s": cfg.time_cap_s})
+                                env=_environment(mem_worker, cfg.device),
+                                extra={"mem_cap_bytes": cap, "time_probe_mem_cap_bytes": time_worker.mem_cap_bytes,
+                                       "time_cap_s": cfg.time_cap_s})
         with store.RunWriter(path, record, resume=resume) as writer:
             for variant, budget in plan(cfg):
                 result = limit_case(cfg, variant, budget)
                 if result.id in done:
                     continue
-                probe = _probe_fn(worker, writer, cfg, variant, budget)
+                probe = _probe_fn(workers[budget], writer, cfg, variant, budget)
                 try:
                     lo, hi = search(probe, cfg.start_t, cfg.max_t, cfg.grid, cfg.bisect_steps)
                 except NotImplementedError as exc:
