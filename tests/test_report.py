@@ -168,7 +168,7 @@ def test_report_writes_markdown_and_figures(built):
     md = (out / "report.md").read_text()
     assert "![Time vs sequence length](figures/time_vs_length.png)" in md
     assert "**Not measured yet**: run `attention-limits run data_scaling`" in md
-    assert "| linear_elu | memory | 1.074e+09 | 65536 |  | yes |" in md
+    assert "| linear_elu | memory | 1.074e+09 | 65536 |  |  | yes |" in md
     assert str(FIXTURES) not in md and str(out) not in md  # no machine-specific paths
 
 
