@@ -336,9 +336,8 @@ class Worker:
     """
 
     def __init__(self, threads: int | None = None, mem_cap_bytes: int | None = None, *,
-                 cap_address_space: bool = True, startup_timeout_s: float = 120.0, fresh_child: bool = False):
+                 cap_address_space: bool = True, startup_timeout_s: float = 120.0):
         self.threads = threads
-        self.fresh_child = fresh_child  # True: every case in a child of its own (~2 s more per case)
         self.mem_cap_bytes = default_mem_cap_bytes() if mem_cap_bytes is None else int(mem_cap_bytes)
         self.cap_address_space = cap_address_space
         self.startup_timeout_s = startup_timeout_s
@@ -394,7 +393,7 @@ class Worker:
     def run(self, target: str, case: Any, timeout_s: float, *, fresh: bool = False) -> Outcome:
         """Run ``target(case)`` in the child within ``timeout_s`` seconds; never raises because of the case.
 
-        ``fresh``: in a child that has run no other case (the current one is replaced if it has).
+        ``fresh``: in a child that has run no other case (the current one is replaced if it has; ~2 s).
         An ``oom`` in a child that already ran other cases is re-run once in a fresh child: the retained heap
         fragments the address space (see ``ALLOCATOR_POLICY``), so only an oom from a clean start is a finding.
         """
@@ -423,8 +422,6 @@ class Worker:
         outcome = Outcome(reply[0], reply[1], reply[2], wall)
         if outcome.status in RESTART_AFTER:
             self._stop()
-        elif self.fresh_child:
-            self.close()
         return outcome
 
     def _death(self, wall: float) -> Outcome:

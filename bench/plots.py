@@ -384,7 +384,7 @@ def limit_bar(ax, table: pd.DataFrame, budget: str) -> None:
     ax.barh(y, widths, color=[color_of(v) for v in sub["variant"]],
             hatch=["//" if c else "" for c in sub["censored"]], edgecolor="black")
     for yi, (w, cens, fail, why) in enumerate(zip(widths, sub["censored"], sub["min_fail_t"], sub["min_fail_why"])):
-        why = "" if why in ("", "over budget") or why != why else f", {why}"
+        why = "" if why in ("", "over budget") else f", {why}"  # limit_rows fills a missing one with ""
         text = f"≥ {w:,.0f} (search cap)" if cens else (f"{w:,.0f} (fails at {fail:,.0f}{why})" if w else
                                                          f"< {fail:,.0f}{why}")
         ax.text(max(w, 1) * 1.1, yi, text, va="center", fontsize=8)

@@ -143,8 +143,7 @@ def run_sweep(module: ModuleType, cfg: Any, *, profile: str, out_dir: str | Path
     segment; otherwise the file is rewritten. ``progress``: None shows a bar when stderr is a terminal, a bool
     forces it, a callable ``(case, outcome)`` is called after each written row (and no bar is shown).
     A sweep that sets ``PARALLEL = True`` runs ``cfg.jobs`` workers at once (rows in completion order); one that
-    sets ``FRESH_CHILD = True`` runs every case in a new child process, and one that defines
-    ``fresh_child(cfg, case) -> bool`` runs the cases it names in a new child.
+    defines ``fresh_child(cfg, case) -> bool`` runs the cases it names each in a new child process.
     """
     path = store.results_path(out_dir, module.NAME, profile, device)
     cases = sweep_cases(module, cfg)
@@ -154,10 +153,9 @@ def run_sweep(module: ModuleType, cfg: Any, *, profile: str, out_dir: str | Path
     time_cap_s = float(getattr(cfg, "time_cap_s", None) or DEFAULT_TIME_CAP_S)
     cap = mem_cap_bytes if mem_cap_bytes is not None else getattr(cfg, "mem_cap_bytes", None)
     jobs = int(getattr(cfg, "jobs", 1)) if getattr(module, "PARALLEL", False) else 1
-    fresh = bool(getattr(module, "FRESH_CHILD", False))
     chooser = getattr(module, "fresh_child", None)
     fresh_for = (lambda case: bool(chooser(cfg, case))) if chooser else (lambda case: False)
-    with Worker(threads, cap, cap_address_space=not device.startswith("cuda"), fresh_child=fresh) as worker:
+    with Worker(threads, cap, cap_address_space=not device.startswith("cuda")) as worker:
         record = store.manifest(sweep=module.NAME, profile=profile, device=device, config=cfg, seeds=seeds_of(cfg),
                                 env=_environment(worker, device),
                                 extra={"mem_cap_bytes": worker.mem_cap_bytes, "time_cap_s": time_cap_s,

@@ -23,13 +23,11 @@ MiB = 1 << 20
 NAMES = tuple(variants.names())
 
 
-def _case(shape: Shape, name: str, phase: str) -> tuple[torch.Tensor, ...]:
-    """Output, and for forward_backward the q, k, v gradients, of one call of ``name`` at ``shape`` (on the CPU)."""
+def _forward_backward(shape: Shape, name: str) -> tuple[torch.Tensor, ...]:
+    """Output and q, k, v gradients of one forward+backward of ``name`` at ``shape``, brought to the CPU."""
     attn = build_attention(name, shape)  # seeded: the same parameters on either device
-    q, k, v = make_qkv(shape, seed=1, requires_grad=phase == "forward_backward")
+    q, k, v = make_qkv(shape, seed=1, requires_grad=True)
     out = attn(q, k, v)
-    if phase == "forward":
-        return (out.detach().cpu(),)
     out.square().sum().backward()
     return (out.detach().cpu(), *(t.grad.cpu() for t in (q, k, v)))
 
@@ -51,8 +49,8 @@ def test_every_variant_on_cuda_matches_itself_on_cpu(name, causal):
     spec = variants.get(name).spec
     if causal and not spec.supports_causal:
         pytest.skip(f"{name} has no causal form")
-    cpu = _case(Shape(2, 3, 300, 32, causal=causal), name, "forward_backward")
-    gpu = _case(Shape(2, 3, 300, 32, device="cuda", causal=causal), name, "forward_backward")
+    cpu = _forward_backward(Shape(2, 3, 300, 32, causal=causal), name)
+    gpu = _forward_backward(Shape(2, 3, 300, 32, device="cuda", causal=causal), name)
     for label, a, b in zip(("out", "dq", "dk", "dv"), cpu, gpu):
         assert torch.isfinite(b).all(), f"{name} {label} has non-finite values on CUDA"
         scale = a.abs().max().item()

@@ -107,8 +107,8 @@ def test_outcome_rejects_unknown_status_and_policy_is_json_able():
 
 
 def test_fresh_child_runs_every_case_in_a_new_process():
-    with Worker(threads=1, mem_cap_bytes=512 * MiB, fresh_child=True) as w:
-        outs = [w.run(TARGET, case("ok", i=i), timeout_s=60) for i in range(3)]
+    with Worker(threads=1, mem_cap_bytes=512 * MiB) as w:
+        outs = [w.run(TARGET, case("ok", i=i), timeout_s=60, fresh=True) for i in range(3)]
     assert [o.status for o in outs] == ["ok"] * 3
     assert len({o.metrics["pid"] for o in outs}) == 3 and w.starts == 3
 

@@ -1,7 +1,7 @@
 """Can the harness's numbers be trusted twice? The same cases measured again, each in a fresh child process.
 
 Every (variant, T, phase) is measured ``repeats`` times, repeats outermost (so machine drift spreads over all
-cases), and every case runs in a child of its own (``FRESH_CHILD``): a new interpreter, a new heap, no allocator
+cases), and every case runs in a child of its own (``fresh_child``): a new interpreter, a new heap, no allocator
 state carried over from the case before. The questions, answered by ``summarize``:
 - peak memory: does each case's peak agree across fresh children within 5% (the harness's memory target)? Beside
   the RSS peak, the peak of live tensor bytes (CPU): when it agrees exactly and the RSS does not, the case's own
@@ -25,7 +25,6 @@ from bench.measure import (MIN_STABLE_MEDIAN_S, STABLE_REL_IQR, live_bytes_metri
 from bench.sweeps import efficiency
 
 NAME = "repeatability"
-FRESH_CHILD = True
 MEMORY_TOLERANCE = 0.05  # fresh-child peaks of one case within 5% of their mean
 
 
@@ -65,6 +64,11 @@ def cases(cfg: Config) -> Iterator[Case]:
                                         B=cfg.batch, H=cfg.heads, D=cfg.head_dim, dtype=cfg.dtype,
                                         device=cfg.device, threads=cfg.threads, min_run_time=cfg.min_run_time,
                                         seed=cfg.seed)
+
+
+def fresh_child(cfg: Config, case: Case) -> bool:
+    """Every case runs in a child that ran no other case (``run_sweep``)."""
+    return True
 
 
 def execute(case: Case) -> dict[str, Any]:
