@@ -93,10 +93,9 @@ def measure_static(case: dict) -> dict[str, Any]:
 
     name, (B, H, T, D) = case["variant"], cfg.flops_shape
     spec = variants.get(name).spec
-    params = dict(spec.default_params)
     out = {"flops": counted_flops(name, Shape(B, H, T, D)),
-           "flops_analytic": int(spec.flops(B, H, T, D, causal=False, **params)),
-           "memory_analytic": int(spec.memory_bytes(B, H, T, D, causal=False, elem_bytes=4, **params))}
+           "flops_analytic": spec.analytic_flops(B, H, T, D, causal=False),
+           "memory_analytic": spec.analytic_bytes(B, H, T, D, causal=False, elem_bytes=4)}
     if spec.supports_causal:
         out["flops_causal"] = counted_flops(name, Shape(B, H, T, D, causal=True))
     return {**out, **model_metrics(name, cfg)}

@@ -1,6 +1,8 @@
 """Contract tests: every registered variant, whatever its family, honours the one interface."""
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -45,8 +47,22 @@ def test_spec_is_complete(name):
     spec = variants.get(name).spec
     assert spec.paper is not None and spec.paper.year > 2000 and spec.paper.arxiv
     assert spec.time_complexity.startswith("O(") and spec.memory_complexity.startswith("O(")
-    assert spec.flops(1, 1, 64, 8, **spec.default_params) > 0
-    assert spec.memory_bytes(1, 1, 64, 8, **spec.default_params) > 0
+    assert spec.analytic_flops(1, 1, 64, 8) > 0
+    assert spec.analytic_bytes(1, 1, 64, 8) > 0
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_formulas_name_exactly_the_declared_params(name):
+    """Strict formulas: the shape, ``causal`` (and ``elem_bytes``) and exactly the keys of ``default_params``, with
+    no catch-all and no defaults of their own; the constructor accepts the same params with the same defaults."""
+    spec = variants.get(name).spec
+    for formula, extra in ((spec.flops, set()), (spec.memory_bytes, {"elem_bytes"})):
+        params = inspect.signature(formula).parameters.values()
+        assert {p.name for p in params} == {"B", "H", "T", "D", "causal"} | extra | set(spec.default_params)
+        assert all(p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.default is p.empty for p in params)
+    assert build(name).params == dict(spec.default_params) == build(name, **spec.default_params).params
+    with pytest.raises(TypeError, match="unknown parameter"):
+        build(name, **spec.default_params, not_a_param=1)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
@@ -221,8 +237,8 @@ def test_strided_inputs_as_a_model_makes_them(name, causal, T):
 def test_analytic_memory_grows_as_declared(name):
     spec = variants.get(name).spec
     # Far out in T: full_sdpa's per-thread scratch (~1.2 MiB, O(1) in T) still outweighs its output at 16384 here.
-    small = spec.memory_bytes(1, H, 2 ** 20, D, **spec.default_params)
-    large = spec.memory_bytes(1, H, 2 ** 21, D, **spec.default_params)
+    small = spec.analytic_bytes(1, H, 2 ** 20, D)
+    large = spec.analytic_bytes(1, H, 2 ** 21, D)
     assert large / small == pytest.approx(2 ** spec.memory_exponent, rel=0.1)
 
 

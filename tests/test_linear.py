@@ -236,7 +236,7 @@ def test_flops_match_flop_counter(name, T, causal, chunk_size):
     with FlopCounterMode(display=False) as counter:
         attn(q, k, v, key_valid=random_valid(T))
     assert counter.get_total_flops() == attn.flops(B, T)
-    assert attn.flops(B, T) == attn.spec.flops(B, H, T, D, causal=causal, **attn.params)
+    assert attn.flops(B, T) == attn.spec.analytic_flops(B, H, T, D, causal=causal, **attn.params)
 
 
 @pytest.mark.parametrize("name", LINEAR)
@@ -244,7 +244,7 @@ def test_flops_match_flop_counter(name, T, causal, chunk_size):
 def test_flops_and_memory_are_linear_in_T(name, causal):
     spec = variants.get(name).spec
     for T in (100_000, 1 << 20, 1_000_003):
-        for measure in (spec.flops, spec.memory_bytes):
+        for measure in (spec.analytic_flops, spec.analytic_bytes):
             ratio = measure(1, 8, 2 * T, 64, causal=causal) / measure(1, 8, T, 64, causal=causal)
             assert ratio == pytest.approx(2.0, rel=0.05)
 
@@ -271,7 +271,7 @@ def test_bad_params_raise_value_error(name, params):
     with pytest.raises(ValueError, match=name):
         variants.create(name, d_head=D, n_heads=H, max_seq_len=16, **params)
     with pytest.raises(ValueError):
-        variants.get(name).spec.flops(1, H, 16, D, **params)
+        variants.get(name).spec.analytic_flops(1, H, 16, D, **params)
 
 
 @pytest.mark.parametrize("name", LINEAR)

@@ -253,20 +253,20 @@ def test_flop_counter_matches_spec(name, params, T, padded):
     with FlopCounterMode(display=False) as counter:
         attn(q, k, v, padding_mask(2, T) if padded else None)
     assert counter.get_total_flops() == attn.flops(2, T)
-    assert attn.flops(2, T) == attn.spec.flops(2, H, T, D, **attn.params)
+    assert attn.flops(2, T) == attn.spec.analytic_flops(2, H, T, D, **attn.params)
 
 
 @pytest.mark.parametrize("name", [LIN, NYS])
 def test_flops_and_bytes_grow_linearly_at_large_T(name):
     spec = variants.get(name).spec
     T = 2 ** 16
-    assert spec.flops(1, 4, 2 * T, 64) / spec.flops(1, 4, T, 64) == pytest.approx(2, rel=0.05)
-    assert spec.memory_bytes(1, 4, 2 * T, 64) / spec.memory_bytes(1, 4, T, 64) == pytest.approx(2, rel=0.05)
-    assert spec.memory_bytes(1, 4, T, 64, elem_bytes=2) * 2 == spec.memory_bytes(1, 4, T, 64)
+    assert spec.analytic_flops(1, 4, 2 * T, 64) / spec.analytic_flops(1, 4, T, 64) == pytest.approx(2, rel=0.05)
+    assert spec.analytic_bytes(1, 4, 2 * T, 64) / spec.analytic_bytes(1, 4, T, 64) == pytest.approx(2, rel=0.05)
+    assert spec.analytic_bytes(1, 4, T, 64, elem_bytes=2) * 2 == spec.analytic_bytes(1, 4, T, 64)
 
 
 def test_nystrom_flops_use_min_of_landmarks_and_T():
-    flops = variants.get(NYS).spec.flops
+    flops = variants.get(NYS).spec.analytic_flops
     assert flops(1, 1, 10, 8, landmarks=64, pinv_iters=2) == flops(1, 1, 10, 8, landmarks=10, pinv_iters=2)
 
 

@@ -29,7 +29,7 @@ def test_analytic_memory_matches_the_live_forward_peak(name, causal, T):
     fn()  # lazily built layouts and tables are not the forward's memory
     live = live_peak_bytes(fn)
     spec = variants.get(name).spec
-    analytic = spec.memory_bytes(B, H, T, D, causal=causal, elem_bytes=4, **spec.default_params)
+    analytic = spec.analytic_bytes(B, H, T, D, causal=causal, elem_bytes=4)
     ratio = live / analytic
     assert LO <= ratio <= HI, (f"{name} causal={causal} T={T}: live peak {live / 2**20:.2f} MiB, analytic "
                                f"{analytic / 2**20:.2f} MiB, ratio {ratio:.3f} not in [{LO}, {HI}]")

@@ -255,7 +255,7 @@ def test_bigbird_flops_match_flop_counter(T, params, causal):
 @pytest.mark.parametrize("name", NAMES)
 def test_flops_and_memory_grow_linearly(name, causal):
     spec = variants.get(name).spec
-    for fn in (spec.flops, spec.memory_bytes):
+    for fn in (spec.analytic_flops, spec.analytic_bytes):
         ratio = fn(1, 4, 2 * 65536 + 7, 64, causal=causal) / fn(1, 4, 65536 + 7, 64, causal=causal)
         assert ratio == pytest.approx(2.0, rel=0.05)
 

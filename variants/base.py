@@ -12,10 +12,10 @@ Conventions shared by every variant:
 - ``key_valid`` is (B, T) bool, True for real tokens. Padded keys get zero weight. The output at a query that
   sees no valid key at all is unspecified but finite (``reference_attention`` gives zeros there).
 - Causal means query i sees keys j <= i.
-- ``spec.flops`` counts matrix-multiply FLOPs (2·m·k·n per matmul) exactly as
+- ``spec.analytic_flops`` counts matrix-multiply FLOPs (2·m·k·n per matmul) exactly as
   ``torch.utils.flop_counter.FlopCounterMode`` does on the variant's math path; element-wise work (softmax, exp)
   is not counted, by FlopCounterMode or by us.
-- ``spec.memory_bytes`` is the analytic peak of the forward's intermediates (beyond q, k, v and the output),
+- ``spec.analytic_bytes`` is the analytic peak of the forward's intermediates (beyond q, k, v and the output),
   in bytes, for the given element size.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Generic, Mapping, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -32,7 +32,53 @@ FAMILIES = ("full", "linear", "sparse", "low_rank")
 
 
 class UnknownVariantError(LookupError):
-    """Raised by ``variants.get`` for a name that is not registered."""
+    """Raised by ``variants.get`` and ``variants.get_model`` for a name that is not registered."""
+
+
+E = TypeVar("E")
+
+
+class Registry(Generic[E]):
+    """Entries by name, for attention variants and for models: a name registered twice raises ``ValueError``, an
+    unknown name a one-line ``UnknownVariantError`` that lists the known ones."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self._entries: dict[str, E] = {}
+
+    def add(self, name: str, entry: E) -> E:
+        if name in self._entries:
+            raise ValueError(f"{self.what} {name!r} is already registered")
+        self._entries[name] = entry
+        return entry
+
+    def remove(self, name: str) -> None:
+        self._entries.pop(name, None)
+
+    def get(self, name: str) -> E:
+        try:
+            return self._entries[name]
+        except KeyError:
+            known = ", ".join(sorted(self._entries))
+            raise UnknownVariantError(f"unknown {self.what} {name!r}; known: {known}") from None
+
+    def names(self, keep: Callable[[E], bool] | None = None) -> list[str]:
+        """Registered names in registration order, those ``keep`` accepts when given."""
+        return [n for n, e in self._entries.items() if keep is None or keep(e)]
+
+
+def frozen_params(params: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A read-only copy of a spec's ``default_params``."""
+    return MappingProxyType(dict(params))
+
+
+def resolve_params(owner: str, defaults: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """``defaults`` overlaid with ``params``; unknown keys raise a one-line TypeError naming ``owner``."""
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        known = ", ".join(sorted(defaults)) or "none"
+        raise TypeError(f"{owner}: unknown parameter(s) {', '.join(unknown)}; known: {known}")
+    return {**defaults, **params}
 
 
 @dataclass(frozen=True)
@@ -50,8 +96,9 @@ class AttentionSpec:
     """What a variant declares about itself; used by the tests, `list`, the report and the regression gate.
 
     ``time_exponent`` / ``memory_exponent`` are the declared growth in T (2 for quadratic, 1 for linear) that
-    measured exponents are checked against. ``flops(B, H, T, D, causal=False, **params)`` and
-    ``memory_bytes(B, H, T, D, causal=False, elem_bytes=4, **params)`` take the variant's params by name.
+    measured exponents are checked against. The formulas ``flops(B, H, T, D, *, causal, **params)`` and
+    ``memory_bytes(B, H, T, D, *, causal, elem_bytes, **params)`` name exactly the keys of ``default_params``
+    and declare no defaults: call them through ``analytic_flops`` / ``analytic_bytes``, which fill the defaults in.
     ``fixed_length``: the variant owns parameters sized by ``max_seq_len`` and rejects T > max_seq_len.
     """
 
@@ -75,18 +122,23 @@ class AttentionSpec:
             raise ValueError(f"spec {self.name!r}: family {self.family!r} not in {FAMILIES}")
         if not self.name.startswith(self.family + "_"):
             raise ValueError(f"spec {self.name!r}: registry names are '<family>_<method>'")
-        object.__setattr__(self, "default_params", MappingProxyType(dict(self.default_params)))
+        object.__setattr__(self, "default_params", frozen_params(self.default_params))
 
     def resolve_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults overlaid with ``params``; unknown keys raise a one-line TypeError."""
-        unknown = sorted(set(params) - set(self.default_params))
-        if unknown:
-            known = ", ".join(sorted(self.default_params)) or "none"
-            raise TypeError(f"{self.name}: unknown parameter(s) {', '.join(unknown)}; known: {known}")
-        return {**self.default_params, **params}
+        return resolve_params(self.name, self.default_params, params)
+
+    def analytic_flops(self, B: int, H: int, T: int, D: int, *, causal: bool = False, **params: Any) -> int:
+        """``flops`` at this shape with ``params`` over the defaults."""
+        return int(self.flops(B, H, T, D, causal=causal, **self.resolve_params(params)))
+
+    def analytic_bytes(self, B: int, H: int, T: int, D: int, *, causal: bool = False, elem_bytes: int = 4,
+                       **params: Any) -> int:
+        """``memory_bytes`` at this shape and element size with ``params`` over the defaults."""
+        return int(self.memory_bytes(B, H, T, D, causal=causal, elem_bytes=elem_bytes, **self.resolve_params(params)))
 
 
-_REGISTRY: dict[str, type["Attention"]] = {}
+_VARIANTS: Registry[type["Attention"]] = Registry("variant")
 
 
 def register(cls: type["Attention"]) -> type["Attention"]:
@@ -94,34 +146,26 @@ def register(cls: type["Attention"]) -> type["Attention"]:
     spec = getattr(cls, "spec", None)
     if not isinstance(spec, AttentionSpec):
         raise TypeError(f"{cls.__name__} needs a class attribute `spec: AttentionSpec` to be registered")
-    if spec.name in _REGISTRY:
-        raise ValueError(f"variant {spec.name!r} is already registered (by {_REGISTRY[spec.name].__name__})")
-    _REGISTRY[spec.name] = cls
-    return cls
+    return _VARIANTS.add(spec.name, cls)
 
 
 def unregister(name: str) -> None:
     """Remove a variant (tests register throw-away variants and take them out again)."""
-    _REGISTRY.pop(name, None)
+    _VARIANTS.remove(name)
 
 
 def get(name: str) -> type["Attention"]:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownVariantError(
-            f"unknown variant {name!r}; known: {', '.join(sorted(_REGISTRY))}"
-        ) from None
+    return _VARIANTS.get(name)
 
 
 def names(family: str | None = None) -> list[str]:
     if family is not None and family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
-    return sorted(n for n, c in _REGISTRY.items() if family is None or c.spec.family == family)
+    return sorted(_VARIANTS.names(None if family is None else lambda c: c.spec.family == family))
 
 
 def specs() -> list[AttentionSpec]:
-    return [_REGISTRY[n].spec for n in names()]
+    return [get(n).spec for n in names()]
 
 
 def create(name: str, **kwargs: Any) -> "Attention":
@@ -156,11 +200,11 @@ class Attention(nn.Module):
         raise NotImplementedError
 
     def flops(self, B: int, T: int) -> int:
-        return int(self.spec.flops(B, self.n_heads, T, self.d_head, causal=self.causal, **self.params))
+        return self.spec.analytic_flops(B, self.n_heads, T, self.d_head, causal=self.causal, **self.params)
 
     def memory_bytes(self, B: int, T: int, elem_bytes: int = 4) -> int:
-        return int(self.spec.memory_bytes(B, self.n_heads, T, self.d_head, causal=self.causal,
-                                          elem_bytes=elem_bytes, **self.params))
+        return self.spec.analytic_bytes(B, self.n_heads, T, self.d_head, causal=self.causal,
+                                        elem_bytes=elem_bytes, **self.params)
 
 
 def check_inputs(attn: Attention, q: Tensor, k: Tensor, v: Tensor, key_valid: Tensor | None) -> None:

@@ -15,21 +15,17 @@ from .base import Attention, AttentionSpec, Paper, combine_masks, register
 VASWANI = Paper("Attention Is All You Need", 2017, "1706.03762")
 
 
-def full_flops(B: int, H: int, T: int, D: int, causal: bool = False, **_: object) -> int:
+def full_flops(B: int, H: int, T: int, D: int, *, causal: bool) -> int:
     """QKᵀ and P·V, each 2·T·T·D per head; the causal half is computed and masked, not skipped."""
     return 4 * B * H * T * T * D
 
 
-def naive_memory(B: int, H: int, T: int, D: int, causal: bool = False, elem_bytes: int = 4, **_: object) -> int:
+def naive_memory(B: int, H: int, T: int, D: int, *, causal: bool, elem_bytes: int) -> int:
     """Peak of one forward: the (B, H, T, T) scores and probabilities alive together at the softmax (2·S bytes).
 
     The scaled q (B·H·T·D) is freed before the softmax and the output (B·H·T·D) is written after the scores are
-    freed, so neither adds to the peak; non-causal measures within 1% of 2·S at T = 4096 and 16384.
-
-    Causal adds the (T, T) bool allow-mask (T² bytes), alive at the softmax; its negation ``~mask`` lives only
-    during the in-place ``masked_fill_``, before the probabilities exist. (It was out of place until the memory
-    model was checked against measurement: a third S whose hole the heap reused in some worker children and not
-    in others, 548 vs 800 MiB at T = 4096.)
+    freed, so neither adds to the peak. Causal adds the (T, T) bool allow-mask (T² bytes), alive at the softmax;
+    its negation ``~mask`` lives only during the in-place ``masked_fill_``, before the probabilities exist.
     """
     S = B * H * T * T * elem_bytes
     if not causal:
@@ -43,15 +39,14 @@ def _flash_splits(T: int) -> tuple[int, int]:
     return min(q_split, T), min(512, T)
 
 
-def sdpa_memory(B: int, H: int, T: int, D: int, causal: bool = False, elem_bytes: int = 4,
-                threads: int | None = None, **_: object) -> int:
+def sdpa_memory(B: int, H: int, T: int, D: int, *, causal: bool, elem_bytes: int) -> int:
     """Fused CPU kernel: the (B, H, T, D) output, a log-sum-exp per query (B·H·T, accumulate type) and one
     scratch buffer per thread, each a (q_split × kv_split) score block, a running max and sum per query row and a
     (q_split × D) accumulator in the accumulate type (float32 for half inputs, which add a half copy of the score
-    block). The scratch is O(1) in T but ~1.2 MiB at 2 threads, a quarter of the peak at T = 4096. ``threads``
-    defaults to ``torch.get_num_threads()`` (what the kernel will use when called now).
+    block). The scratch is O(1) in T; the threads are ``torch.get_num_threads()``, what the kernel uses when
+    called now.
     """
-    threads = torch.get_num_threads() if threads is None else threads
+    threads = torch.get_num_threads()
     acc = max(elem_bytes, 4)
     qs, ks = _flash_splits(T)
     scratch = (qs * ks + 2 * qs + qs * D) * acc + (qs * ks * elem_bytes if elem_bytes < 4 else 0)

@@ -196,14 +196,13 @@ def upcast_bytes(B: int, H: int, T: int, D: int, elem_bytes: int) -> int:
 
 # ----------------------------------------------------------------------------------------- linear_elu (2020)
 
-def elu_flops(B: int, H: int, T: int, D: int, causal: bool = False, chunk_size: int = 64, **_: object) -> int:
+def elu_flops(B: int, H: int, T: int, D: int, *, causal: bool, chunk_size: int) -> int:
     """φ(x) = elu(x)+1 is element-wise (uncounted); the core runs with F = D features."""
     check_positive("linear_elu", chunk_size=chunk_size)
     return core_flops(B, H, T, D, D, causal, chunk_size)
 
 
-def elu_memory(B: int, H: int, T: int, D: int, causal: bool = False, elem_bytes: int = 4, chunk_size: int = 64,
-               **_: object) -> int:
+def elu_memory(B: int, H: int, T: int, D: int, *, causal: bool, elem_bytes: int, chunk_size: int) -> int:
     """Peak of one forward, output included: the core with F = D in the compute dtype (at least 4 bytes), plus
     any upcast copies."""
     check_positive("linear_elu", chunk_size=chunk_size)
@@ -258,15 +257,15 @@ def check_performer(n_features: object, seed: object, chunk_size: object) -> Non
         raise ValueError(f"linear_performer: seed must be an int >= 0, got {seed!r}")
 
 
-def performer_flops(B: int, H: int, T: int, D: int, causal: bool = False, n_features: int = 256, seed: int = 0,
-                    chunk_size: int = 64, **_: object) -> int:
+def performer_flops(B: int, H: int, T: int, D: int, *, causal: bool, n_features: int, seed: int,
+                    chunk_size: int) -> int:
     """Projections x·ωᵀ for Q and K (2·T·D·r each, per head), then the core with F = r."""
     check_performer(n_features, seed, chunk_size)
     return 4 * B * H * T * D * n_features + core_flops(B, H, T, n_features, D, causal, chunk_size)
 
 
-def performer_memory(B: int, H: int, T: int, D: int, causal: bool = False, elem_bytes: int = 4,
-                     n_features: int = 256, seed: int = 0, chunk_size: int = 64, **_: object) -> int:
+def performer_memory(B: int, H: int, T: int, D: int, *, causal: bool, elem_bytes: int, n_features: int,
+                     seed: int, chunk_size: int) -> int:
     """Peak of one forward, output included: the core with F = r, plus any upcast copies. The (T, r) logits are
     shifted and exponentiated in place, so each feature map is one (T, r) tensor; the keys' (T, D) temporary x²
     is freed before the peak."""

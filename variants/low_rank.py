@@ -51,13 +51,12 @@ def _zero_padding(x: Tensor, key_valid: Tensor | None) -> Tensor:
 
 # ------------------------------------------------------------------------------------------------- Linformer
 
-def linformer_flops(B: int, H: int, T: int, D: int, causal: bool = False, *, k: int = 64, **_: object) -> int:
+def linformer_flops(B: int, H: int, T: int, D: int, *, causal: bool, k: int) -> int:
     """E·K and F·V (2·k·T·D each), then Q·K'ᵀ and P·V' (2·T·k·D each): 8·B·H·T·k·D."""
     return 8 * B * H * T * k * D
 
 
-def linformer_memory(B: int, H: int, T: int, D: int, causal: bool = False, elem_bytes: int = 4, *, k: int = 64,
-                     **_: object) -> int:
+def linformer_memory(B: int, H: int, T: int, D: int, *, causal: bool, elem_bytes: int, k: int) -> int:
     """Peak of one forward (inference, output included): K', V' (B·H·k·D each), the (B, H, T, k) scores with
     the softmax written over them (``_masked_softmax``) and the (B, H, T, D) output; ``_project`` copies
     neither k nor v. (Under autograd the softmax is out of place: one more (T, k) buffer, part of the
@@ -143,8 +142,7 @@ def _landmark_count(T: int, landmarks: int) -> int:
     return min(landmarks, T)
 
 
-def nystrom_flops(B: int, H: int, T: int, D: int, causal: bool = False, *, landmarks: int = 64,
-                  pinv_iters: int = 6, **_: object) -> int:
+def nystrom_flops(B: int, H: int, T: int, D: int, *, causal: bool, landmarks: int, pinv_iters: int) -> int:
     """Per (batch, head), with m = min(landmarks, T):
 
     Q·K̃ᵀ, Q̃·Kᵀ, (Q̃Kᵀ-kernel)·V, F·(A⁺·W): 2·T·m·D each; Q̃·K̃ᵀ and A⁺·W: 2·m²·D each;
@@ -154,8 +152,8 @@ def nystrom_flops(B: int, H: int, T: int, D: int, causal: bool = False, *, landm
     return B * H * (8 * T * m * D + 4 * m * m * D + 8 * pinv_iters * m ** 3)
 
 
-def nystrom_memory(B: int, H: int, T: int, D: int, causal: bool = False, elem_bytes: int = 4, *,
-                   landmarks: int = 64, pinv_iters: int = 6, **_: object) -> int:
+def nystrom_memory(B: int, H: int, T: int, D: int, *, causal: bool, elem_bytes: int, landmarks: int,
+                   pinv_iters: int) -> int:
     """Peak of one forward (inference, output included), per (batch, head): one (T × m) kernel with its softmax
     written over its scores (T·m), the (T, D) output, the two landmark sets and W = kernel·V and A⁺·W (4·m·D),
     and ~5 m × m matrices live in the pseudo-inverse iteration.

@@ -121,12 +121,11 @@ def execute(case: Case) -> dict[str, Any]:
     out["peak_bytes"] = peak_memory(fn, shape.device)
     if case["phase"] == "forward":
         elem = torch.finfo(shape.torch_dtype).bits // 8
-        params = dict(spec.default_params)
         out.update(live_bytes_metric(fn, shape.device))  # beside the RSS peak: the heap's fragmentation is the gap
         out["flops"] = counted_flops(case["variant"], shape)
-        out["flops_analytic"] = int(spec.flops(shape.B, shape.H, shape.T, shape.D, causal=shape.causal, **params))
-        out["bytes_analytic"] = int(spec.memory_bytes(shape.B, shape.H, shape.T, shape.D, causal=shape.causal,
-                                                      elem_bytes=elem, **params))
+        out["flops_analytic"] = spec.analytic_flops(shape.B, shape.H, shape.T, shape.D, causal=shape.causal)
+        out["bytes_analytic"] = spec.analytic_bytes(shape.B, shape.H, shape.T, shape.D, causal=shape.causal,
+                                                    elem_bytes=elem)
     return out
 
 
