@@ -14,7 +14,8 @@ from bench.config import ConfigError
 from bench.run import sweep_cases
 from bench.sweeps import distillation as dist
 from bench.train import model_config_for
-from variants.distilled import IGNORE_INDEX, STUDENTS, kd_loss, student_config, teacher_config
+import variants
+from variants.distilled import IGNORE_INDEX, kd_loss, student_config, teacher_config
 from variants.model import Transformer, count_parameters
 
 
@@ -61,11 +62,17 @@ def test_every_student_preset_is_smaller_than_the_teacher():
     teacher = teacher_config(base, d_model=cfg.teacher_d_model, n_layers=cfg.teacher_layers,
                              n_heads=cfg.teacher_heads)
     n_teacher = count_parameters(Transformer(teacher))
-    for name in STUDENTS:
+    for name in variants.model_names("student"):
         student = student_config(teacher, name)
         assert student.d_model < teacher.d_model and student.n_layers <= teacher.n_layers
         assert student.n_heads <= teacher.n_heads
         assert count_parameters(Transformer(student)) < 0.6 * n_teacher, name
+        torch.manual_seed(0)
+        built = variants.create_model(name, teacher)  # the registry builds the same student, same init
+        torch.manual_seed(0)
+        twin = Transformer(student)
+        assert built.state_dict().keys() == twin.state_dict().keys()
+        assert all(torch.equal(a, b) for a, b in zip(built.state_dict().values(), twin.state_dict().values()))
 
 
 def test_transfer_sets_are_prefixes_of_the_teachers_pool():

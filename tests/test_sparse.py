@@ -39,6 +39,34 @@ def band_mask(T: int, w: int, causal: bool) -> torch.Tensor:
     return (d >= 0) & (d <= w) if causal else d.abs() <= w
 
 
+def bigbird_mask(T: int, causal: bool, block_size: int, window: int, n_global: int, random_blocks,
+                 **_) -> torch.Tensor:
+    """(T, T) bool: BigBird's pattern from its definition (Zaheer et al. 2020, section 2), built densely here.
+
+    Query i sees key j when |i - j| <= window, when j is one of the first ``n_global`` tokens, when i is one of them
+    (non-causal only: global queries see everything), or when j lies in a key block that i's query block drew at
+    random (``random_blocks``, (nb, slots) block ids, -1 unused: read from the variant, as data). Causal keeps
+    j <= i. Blocks are ``block_size`` tokens, the last one cut at T.
+    """
+    i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    mask = ((i - j).abs() <= window) | (j < n_global)
+    if not causal:
+        mask |= i < n_global
+    for qb, drawn in enumerate([] if random_blocks is None else random_blocks.tolist()):
+        for kb in drawn:
+            if kb >= 0:
+                mask[qb * block_size:(qb + 1) * block_size, kb * block_size:(kb + 1) * block_size] = True
+    return mask & (j <= i) if causal else mask
+
+
+def textbook_pattern(a, T: int) -> torch.Tensor:
+    """The pattern a built variant should have, from its params and (BigBird) its random draws only."""
+    p = a.params
+    if a.spec.name == "sparse_window":
+        return band_mask(T, p["window"], a.causal)
+    return bigbird_mask(T, a.causal, random_blocks=a.random_blocks(T), **p)
+
+
 def dense_reference(q, k, v, pattern: torch.Tensor, key_valid=None) -> torch.Tensor:
     """softmax over the allowed keys only, in float64; rows with nothing allowed are NaN (the interface leaves
     them unspecified, so ``assert_close_defined`` skips them and only asks that they be finite)."""
@@ -105,38 +133,34 @@ def test_bigbird_matches_dense_reference_of_its_pattern(params, T, causal, padde
     q, k, v = qkv(T)
     kv = some_padding(T) if padded else None
     a = make("sparse_bigbird", T, causal, **params)
-    expected = dense_reference(q, k, v, a.pattern(T), kv)
+    expected = dense_reference(q, k, v, textbook_pattern(a, T), kv)
     assert_close_defined(a(q, k, v, key_valid=kv), expected, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("T", [1, 5, 97])
 @pytest.mark.parametrize("params", BIGBIRD_CASES, ids=lambda p: "-".join(f"{k}{v}" for k, v in p.items()))
-def test_bigbird_pattern_structure(params, causal):
-    """Band and globals always present; random keys are whole blocks outside the window, at most n_random."""
+def test_bigbird_pattern_is_the_textbook_one(params, T, causal):
+    a = make("sparse_bigbird", T, causal, **params)
+    assert torch.equal(a.pattern(T), textbook_pattern(a, T))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("params", BIGBIRD_CASES, ids=lambda p: "-".join(f"{k}{v}" for k, v in p.items()))
+def test_bigbird_random_draws_follow_the_paper(params, causal):
+    """Per query block: min(n_random, candidates) distinct key blocks, each outside the window blocks and not made
+    only of global tokens (causal: wholly before the window)."""
     T = 97
     a = make("sparse_bigbird", T, causal, **params)
-    p = {**a.spec.default_params, **params}
-    b, w, g, n_random = p["block_size"], p["window"], min(p["n_global"], T), p["n_random"]
-    pattern = a.pattern(T)
-    band = band_mask(T, w, causal)
-    glob = torch.zeros(T, T, dtype=torch.bool)
-    glob[:, :g] = True
-    if not causal:
-        glob[:g, :] = True
-    past = band_mask(T, T, causal=True) if causal else torch.ones(T, T, dtype=torch.bool)
-    assert torch.equal(pattern & (band | glob) & past, (band | glob) & past)
-    assert not (pattern & ~past).any()
-    rand = pattern & ~band & ~glob  # (T, T): the random part alone
-    nb = -(-T // b)
+    p = a.params
+    b = min(p["block_size"], T)
+    nb, reach, global_blocks = -(-T // b), -(-p["window"] // b), min(p["n_global"], T) // b
+    drawn = a.random_blocks(T)
     for i in range(nb):
-        first = i * b if causal else max(i * b, g)  # non-causal global query rows are dense, not random
-        rows = rand[first:(i + 1) * b]
-        blocks = {j // b for j in rows.any(0).nonzero().flatten().tolist()}
-        assert len(blocks) <= n_random
-        assert all(abs(j - i) > -(-w // b) for j in blocks)  # outside the window blocks
-        for j in blocks:  # whole blocks (minus globals), the same for every query row of the block
-            cols = [c for c in range(j * b, min((j + 1) * b, T)) if c >= g]
-            assert rows[:, cols].all()
+        candidates = {j for j in range(global_blocks, nb) if (j < i - reach if causal else abs(j - i) > reach)}
+        mine = [] if drawn is None else [j for j in drawn[i].tolist() if j >= 0]
+        assert len(set(mine)) == len(mine) == min(p["n_random"], len(candidates))
+        assert set(mine) <= candidates
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -163,9 +187,9 @@ def test_bigbird_window_covering_T_is_full_attention(T, causal):
 
 def test_bigbird_random_blocks_are_seeded():
     T = 1024
-    same = [make("sparse_bigbird", T, seed=3).pattern(T) for _ in range(2)]
+    same = [make("sparse_bigbird", T, seed=3).random_blocks(T) for _ in range(2)]
     assert torch.equal(same[0], same[1])
-    assert not torch.equal(same[0], make("sparse_bigbird", T, seed=4).pattern(T))
+    assert not torch.equal(same[0], make("sparse_bigbird", T, seed=4).random_blocks(T))
     q, k, v = qkv(T, torch.float32, b=1, h=H)
     torch.testing.assert_close(make("sparse_bigbird", T, seed=3)(q, k, v), make("sparse_bigbird", T, seed=3)(q, k, v),
                                rtol=0, atol=0)
@@ -174,10 +198,7 @@ def test_bigbird_random_blocks_are_seeded():
 def test_bigbird_random_blocks_are_spread():
     """Over many query blocks the random draws reach most candidate blocks (not a fixed subset)."""
     T, b = 2048, 32
-    rand = make("sparse_bigbird", T).pattern(T) & ~band_mask(T, 32, False)
-    rand[:, :2] = False
-    rand[:2] = False
-    hit_blocks = {j // b for j in rand.any(0).nonzero().flatten().tolist()}
+    hit_blocks = set(make("sparse_bigbird", T).random_blocks(T).flatten().tolist()) - {-1}
     assert len(hit_blocks) > 0.8 * (T // b)
 
 
@@ -323,7 +344,7 @@ def test_gradients_match_dense_reference(name, causal):
     kv = some_padding(T)
     a = make(name, T, causal, **SMALL[name])
     out = a(q, k, v, key_valid=kv)
-    expected = dense_reference(q, k, v, a.pattern(T), kv)
+    expected = dense_reference(q, k, v, textbook_pattern(a, T), kv)
     defined = ~torch.isnan(expected)  # rows with no allowed key are unspecified: keep them out of the loss
     grads = torch.autograd.grad(torch.where(defined, out, 0).sin().sum(), (q, k, v))
     expected_grads = torch.autograd.grad(torch.where(defined, expected, 0).sin().sum(), (q, k, v))

@@ -23,9 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .model import ModelConfig
+from .base import Paper
+from .model import ModelConfig, ModelSpec, readout, register_model
 
-DEFAULT_KERNEL = 3
+KIM = Paper("Convolutional Neural Networks for Sentence Classification", 2014, "1408.5882")
+CHO = Paper("Learning Phrase Representations using RNN Encoder-Decoder for Statistical Machine Translation", 2014,
+            "1406.1078")
 
 
 class ConvMixer(nn.Module):
@@ -93,19 +96,13 @@ class MixerNet(nn.Module):
         self.head = nn.Linear(cfg.d_model, cfg.n_classes or cfg.vocab_size)
 
     def forward(self, tokens: Tensor, valid: Tensor | None = None) -> Tensor:
-        x = self.embed(tokens)  # (B, T) -> (B, T, C)
-        for block in self.blocks:
-            x = block(x, valid)
-        x = self.norm(x)
-        if self.cfg.head == "token":
-            return self.head(x)  # (B, T, n_out)
-        return self.head(masked_max(x, valid))  # (B, T, C) -> (B, C) -> (B, n_out)
+        return readout(self, self.embed(tokens), valid, masked_max)  # (B, T) -> (B, T, C) -> logits
 
 
 class ConvNet(MixerNet):
     """The CNN baseline (see the module docstring); ``kernel`` is the convolution width of every layer."""
 
-    def __init__(self, cfg: ModelConfig, kernel: int = DEFAULT_KERNEL):
+    def __init__(self, cfg: ModelConfig, *, kernel: int):
         if kernel < 1:
             raise ValueError(f"kernel must be >= 1, got {kernel}")
         super().__init__(cfg, [ConvMixer(cfg.d_model, kernel, cfg.causal) for _ in range(cfg.n_layers)])
@@ -116,3 +113,11 @@ class GRUNet(MixerNet):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg, [GRUMixer(cfg.d_model, cfg.causal) for _ in range(cfg.n_layers)])
+
+
+register_model(ModelSpec(
+    name="cnn_baseline", kind="baseline", paper=KIM, build=ConvNet, default_params={"kernel": 3},
+    description="1-D convolution mixer (width kernel), max-over-time pooling: a locality prior"))
+register_model(ModelSpec(
+    name="gru_baseline", kind="baseline", paper=CHO, build=GRUNet,
+    description="GRU mixer (bidirectional unless causal), max-over-time pooling: a recurrence prior"))

@@ -16,39 +16,16 @@ arXiv 1910.01108) is the model-level recipe this mirrors: half the layers, a cos
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from .model import ModelConfig
+from .base import Paper
+from .model import ModelConfig, ModelSpec, Transformer, get_model, register_model
 
 IGNORE_INDEX = -100  # torch's cross_entropy default; bench.tasks.IGNORE has the same value
-
-
-@dataclass(frozen=True)
-class StudentPreset:
-    """How a student shrinks its teacher: width and heads divided, layers set, optionally another attention."""
-
-    name: str
-    width_div: int = 2  # d_model (and d_ff) divided by this
-    heads_div: int = 1  # n_heads divided by this (at least 1)
-    n_layers: int | None = None  # None: the teacher's
-    attention: str | None = None  # None: the teacher's
-    attention_params: dict[str, Any] = field(default_factory=dict)
-    note: str = ""
-
-
-STUDENTS: dict[str, StudentPreset] = {p.name: p for p in (
-    StudentPreset("student_narrow", width_div=2, heads_div=2, note="half width, half heads, same depth"),
-    StudentPreset("student_shallow", width_div=2, heads_div=2, n_layers=1,
-                  note="half width, half heads, one layer (DistilBERT halves the depth)"),
-    StudentPreset("student_window", width_div=2, heads_div=2, attention="sparse_window",
-                  attention_params={"window": 8}, note="half width, sliding-window attention (reach 8)"),
-    StudentPreset("student_linear", width_div=2, heads_div=2, attention="linear_elu",
-                  note="half width, linear attention (Katharopoulos et al. 2020)"),
-)}
+HINTON = Paper("Distilling the Knowledge in a Neural Network", 2015, "1503.02531")
 
 
 def teacher_config(base: ModelConfig, d_model: int = 64, n_layers: int = 2, n_heads: int = 4) -> ModelConfig:
@@ -57,17 +34,50 @@ def teacher_config(base: ModelConfig, d_model: int = 64, n_layers: int = 2, n_he
                                n_layers=n_layers, n_heads=n_heads, d_ff=None)
 
 
-def student_config(teacher: ModelConfig, preset: StudentPreset | str) -> ModelConfig:
-    """The student of ``teacher`` described by ``preset`` (a preset or a name in ``STUDENTS``)."""
-    p = STUDENTS[preset] if isinstance(preset, str) else preset
-    if p.width_div < 1 or p.heads_div < 1 or (p.n_layers is not None and p.n_layers < 1):
-        raise ValueError(f"{p.name}: width_div, heads_div and n_layers must be >= 1")
-    d_model, n_heads = teacher.d_model // p.width_div, max(1, teacher.n_heads // p.heads_div)
-    d_ff = (teacher.d_ff or 4 * teacher.d_model) // p.width_div
+def shrink(teacher: ModelConfig, *, width_div: int, heads_div: int, n_layers: int | None, attention: str | None,
+           attention_params: Mapping[str, Any]) -> ModelConfig:
+    """``teacher`` with d_model and d_ff divided by ``width_div``, n_heads by ``heads_div`` (at least 1), and
+    ``n_layers`` / ``attention`` (with its params) replaced where given (None: the teacher's)."""
+    if width_div < 1 or heads_div < 1 or (n_layers is not None and n_layers < 1):
+        raise ValueError("width_div, heads_div and n_layers must be >= 1")
+    d_model, n_heads = teacher.d_model // width_div, max(1, teacher.n_heads // heads_div)
+    d_ff = (teacher.d_ff or 4 * teacher.d_model) // width_div
     return dataclasses.replace(teacher, d_model=d_model, n_heads=n_heads, d_ff=d_ff,
-                               n_layers=p.n_layers or teacher.n_layers,
-                               attention=p.attention or teacher.attention,
-                               attention_params=dict(p.attention_params) if p.attention else teacher.attention_params)
+                               n_layers=n_layers or teacher.n_layers, attention=attention or teacher.attention,
+                               attention_params=dict(attention_params) if attention else teacher.attention_params)
+
+
+def student_config(teacher: ModelConfig, name: str, **params: Any) -> ModelConfig:
+    """The config of the registered student ``name`` of ``teacher``; ``params`` override the student's."""
+    spec = get_model(name)
+    if spec.kind != "student":
+        raise ValueError(f"{name!r} is a {spec.kind}, not a student")
+    try:
+        return shrink(teacher, **spec.resolve_params(params))
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
+def build_student(teacher: ModelConfig, **params: Any) -> nn.Module:
+    """The student Transformer: ``teacher`` shrunk by the student's params."""
+    return Transformer(shrink(teacher, **params))
+
+
+def _register_student(name: str, description: str, *, n_layers: int | None = None, attention: str | None = None,
+                      attention_params: Mapping[str, Any] | None = None) -> ModelSpec:
+    """Every student halves the teacher's width and heads; they differ in depth and attention."""
+    params = {"width_div": 2, "heads_div": 2, "n_layers": n_layers, "attention": attention,
+              "attention_params": dict(attention_params or {})}
+    return register_model(ModelSpec(name=name, kind="student", description=description, build=build_student,
+                                    paper=HINTON, default_params=params))
+
+
+_register_student("student_narrow", "half width, half heads, same depth")
+_register_student("student_shallow", "half width, half heads, one layer (DistilBERT halves the depth)", n_layers=1)
+_register_student("student_window", "half width, sliding-window attention (reach 8)", attention="sparse_window",
+                  attention_params={"window": 8})
+_register_student("student_linear", "half width, linear attention (Katharopoulos et al. 2020)",
+                  attention="linear_elu")
 
 
 def _scored(student: Tensor, teacher: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:

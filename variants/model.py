@@ -5,20 +5,25 @@ Projections, MLP, norms and heads are shared code: two models built with differe
 token mixing, and their parameter counts differ only by the variant's own parameters (Linformer's E and F).
 
 The token shift is a kernel-2 causal depthwise convolution on the embeddings (as in H3, Fu et al. 2023,
-arXiv 2212.14052, and Zoology's models): each position also sees its predecessor's embedding. A probe on this
-project's machine found full attention stuck at chance on MQAR for 3000 steps without it and solving MQAR in
-~700 steps with it, so it is an option, applied to every variant alike.
+arXiv 2212.14052, and Zoology's models): each position also sees its predecessor's embedding. Full attention
+learns MQAR far sooner with it (docs/variants.md), so it is an option, applied to every variant alike.
+
+Model-level variants (the attention-free baselines, the distilled students) are ``ModelSpec``s in a registry of
+their own, with the same list/get interface as the attention variants: ``model_names``, ``get_model``,
+``create_model``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import create, get
+from .base import Paper, Registry, create, frozen_params, get, resolve_params
+
+MODEL_KINDS = ("baseline", "student")
 
 
 @dataclass(frozen=True)
@@ -117,13 +122,19 @@ class Transformer(nn.Module):
         if T > self.cfg.max_seq_len:
             raise ValueError(f"sequence length {T} exceeds the model's max_seq_len={self.cfg.max_seq_len}")
         x = self.embed(tokens) + self.pos(torch.arange(T, device=tokens.device))  # (B, T) -> (B, T, C)
-        x = self.shift(x)
-        for block in self.blocks:
-            x = block(x, valid)
-        x = self.norm(x)
-        if self.cfg.head == "token":
-            return self.head(x)  # (B, T, n_out)
-        return self.head(masked_mean(x, valid))  # (B, T, C) -> (B, C) -> (B, n_out)
+        return readout(self, self.shift(x), valid, masked_mean)
+
+
+def readout(model: nn.Module, x: Tensor, valid: Tensor | None, pool: Callable[[Tensor, Tensor | None], Tensor]
+            ) -> Tensor:
+    """``model``'s blocks, final norm and head on the embedded x (B, T, C): (B, T, n_out) logits for a token head,
+    (B, n_out) from ``pool``-ed features for a classify head. Shared by the Transformer and the baselines."""
+    for block in model.blocks:
+        x = block(x, valid)
+    x = model.norm(x)
+    if model.cfg.head == "token":
+        return model.head(x)  # (B, T, n_out)
+    return model.head(pool(x, valid))  # (B, T, C) -> (B, C) -> (B, n_out)
 
 
 def masked_mean(x: Tensor, valid: Tensor | None) -> Tensor:
@@ -136,3 +147,67 @@ def masked_mean(x: Tensor, valid: Tensor | None) -> Tensor:
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+# ----------------------------------------------------------------------------------------- model-level variants
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model-level variant declares; used by the sweeps and the tests like ``AttentionSpec``.
+
+    ``kind``: "baseline" (a model that replaces attention; ``build(cfg, **params)`` on the model's own config,
+    whose attention fields it ignores) or "student" (a smaller Transformer; ``build(teacher_cfg, **params)``
+    shrinks the teacher's config). ``params`` are checked against ``default_params`` as for attention variants.
+    """
+
+    name: str
+    kind: str
+    description: str
+    build: Callable[..., nn.Module]
+    paper: Paper | None = None
+    default_params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(f"model {self.name!r}: kind {self.kind!r} not in {MODEL_KINDS}")
+        object.__setattr__(self, "default_params", frozen_params(self.default_params))
+
+    def resolve_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with ``params``; unknown keys raise a one-line TypeError."""
+        return resolve_params(self.name, self.default_params, params)
+
+    def create(self, cfg: ModelConfig, **params: Any) -> nn.Module:
+        return self.build(cfg, **self.resolve_params(params))
+
+
+_MODELS: Registry[ModelSpec] = Registry("model")
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    """Add a model-level variant under ``spec.name``. Duplicate names raise."""
+    return _MODELS.add(spec.name, spec)
+
+
+def unregister_model(name: str) -> None:
+    _MODELS.remove(name)
+
+
+def get_model(name: str) -> ModelSpec:
+    """The spec of a registered model; an unknown name raises a one-line ``UnknownVariantError``."""
+    return _MODELS.get(name)
+
+
+def model_names(kind: str | None = None) -> list[str]:
+    """Registered models (of one ``kind``), in registration order."""
+    if kind is not None and kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(MODEL_KINDS)}")
+    return _MODELS.names(None if kind is None else lambda s: s.kind == kind)
+
+
+def model_specs(kind: str | None = None) -> list[ModelSpec]:
+    return [get_model(n) for n in model_names(kind)]
+
+
+def create_model(name: str, cfg: ModelConfig, **params: Any) -> nn.Module:
+    """``get_model(name).create(cfg, **params)``: build a registered model by name."""
+    return get_model(name).create(cfg, **params)

@@ -40,7 +40,7 @@ from bench.fit import PowerLaw, crossover, fit_power_law
 from bench.tasks import TaskData
 from bench.train import BITS_PER_BYTE_TASKS, TrainConfig, deterministic, evaluate, fit, model_config_for
 from bench.tasks.text_bytes import bits_per_byte
-from variants.baselines import ConvNet, GRUNet
+from variants import create_model
 from variants.model import ModelConfig, Transformer, count_parameters
 
 NAME = "data_scaling"
@@ -69,8 +69,8 @@ MODELS: dict[str, ModelChoice] = {
     "transformer": ModelChoice("full_sdpa", lambda cfg, k: Transformer(cfg), False),
     "sparse_window": ModelChoice("sparse_window", lambda cfg, k: Transformer(cfg), False),
     "linear_elu": ModelChoice("linear_elu", lambda cfg, k: Transformer(cfg), False),
-    "cnn_baseline": ModelChoice("full_sdpa", lambda cfg, k: ConvNet(cfg, kernel=k), True),
-    "gru_baseline": ModelChoice("full_sdpa", lambda cfg, k: GRUNet(cfg), True),
+    "cnn_baseline": ModelChoice("full_sdpa", lambda cfg, k: create_model("cnn_baseline", cfg, kernel=k), True),
+    "gru_baseline": ModelChoice("full_sdpa", lambda cfg, k: create_model("gru_baseline", cfg), True),
 }
 
 

@@ -43,7 +43,8 @@ from bench.tasks import TaskData
 from bench.tasks.text_bytes import bits_per_byte
 from bench.train import (BITS_PER_BYTE_TASKS, TrainConfig, batch_order, deterministic, evaluate, fit,
                          make_optimizer, model_config_for)
-from variants.distilled import STUDENTS, kd_loss, student_config, teacher_config
+from variants import model_names
+from variants.distilled import kd_loss, student_config, teacher_config
 from variants.model import ModelConfig, Transformer, count_parameters
 
 NAME = "distillation"
@@ -102,9 +103,10 @@ class Config:
             tasks.get(name)
             if name not in TASK_FIELDS:
                 raise ConfigError(f"--tasks: distillation supports {', '.join(TASK_FIELDS)}, got {name!r}")
-        bad = [s for s in self.students if s not in STUDENTS] + [m for m in self.methods if m not in METHODS]
+        students = model_names("student")
+        bad = [s for s in self.students if s not in students] + [m for m in self.methods if m not in METHODS]
         if bad:
-            raise ConfigError(f"unknown student or method {bad[0]!r}; students: {', '.join(STUDENTS)}; "
+            raise ConfigError(f"unknown student or method {bad[0]!r}; students: {', '.join(students)}; "
                               f"methods: {', '.join(METHODS)}")
         for label in ("tasks", "students", "methods", "sizes", "seeds"):
             if not getattr(self, label):
@@ -135,7 +137,7 @@ PROFILES = {
     # ~5–8 s with the KD teacher forward and the two timings; 36 cases + 3 teachers took 205 s in the main job
     # of a fresh clone, so the quick profile runs two seeds (24 cases + 2 teachers).
     "quick": Config(seeds=(0, 1)),
-    "full": Config(students=tuple(STUDENTS), sizes=(256, 1024, 4096, 16384, 65536), seeds=(0, 1, 2, 3, 4),
+    "full": Config(students=tuple(model_names("student")), sizes=(256, 1024, 4096, 16384, 65536), seeds=(0, 1, 2, 3, 4),
                    teacher_n_train=65536, teacher_steps=6000, steps=3000, seq_len=128, n_eval=2048,
                    teacher_d_model=128, time_cap_s=3600.0),
 }
