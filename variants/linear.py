@@ -7,9 +7,9 @@ Both variants share one core, written once:
 
 Causal V is augmented with a ones column, so the normaliser rides along in the chunk's matmuls (column D of the
 result) and each chunk costs the same few calls. Non-causal keeps V as it is: its two big GEMMs then run on
-64-wide operands instead of 65-wide ones (FAVOR+ forward 11% faster at T=1024, measured here), and every
-T-sized tensor is (T, F) or (T, D). Padded keys (``key_valid`` False) get φ(K) = 0 and V = 0, so padding content
-cannot reach the real tokens. Half-precision inputs are computed in float32 (running sums of features lose too
+64-wide operands instead of 65-wide ones (faster: docs/variants.md), and every T-sized tensor is (T, F) or
+(T, D). Padded keys (``key_valid`` False) get φ(K) = 0 and V = 0, so padding content cannot reach the real
+tokens. Half-precision inputs are computed in float32 (running sums of features lose too
 much in bf16) and cast back; float32 and float64 run in their own dtype.
 """
 from __future__ import annotations
@@ -55,10 +55,9 @@ class _KeyValueSummary(torch.autograd.Function):
 
     Autograd's own backward of ``phi_k.transpose(-2, -1) @ v`` computes the gradient of the transposed operand,
     (F, T), and hands φ(K) its transpose: a view with stride T along the features, which the feature map's
-    backward then reads element by element across pages. That read slowed with T (elu_backward 16.7 ms at
-    T = 32768, 104 ms at 131072, against 11 and 45 ms on contiguous input), which made linear_elu's
-    forward+backward grow as T^1.15 at the top of the range. The key sum's gradient is added in place into
-    φ(K)'s, so it costs no (T, F) buffer of its own.
+    backward then reads element by element across pages, a read that slows down faster than T grows
+    (docs/variants.md). The key sum's gradient is added in place into φ(K)'s, so it costs no (T, F) buffer of
+    its own.
     """
 
     @staticmethod
@@ -82,10 +81,9 @@ class _KeyValueSummary(torch.autograd.Function):
 class _QueryReadout(torch.autograd.Function):
     """φ(Q)·KV / (φ(Q)·z + eps), with a backward whose gradients are contiguous and need no (T, F) temporary.
 
-    The denominator is computed as zᵀ·φ(Q)ᵀ, one row per head: a GEMM with M = 1 ran 10x faster here than φ(Q)·z
-    with N = 1 (35 vs 370 µs at T = 1024), and 64-wide value GEMMs beat 65-wide ones ([V | 1], 660 vs 780 µs).
-    Left to autograd, that transposed product handed φ(Q) a transposed gradient again (see ``_KeyValueSummary``):
-    forward+backward was 40% slower than with [V | 1]. Here the backward is written out:
+    The denominator is computed as zᵀ·φ(Q)ᵀ, one row per head: a GEMM with M = 1 is much faster than φ(Q)·z with
+    N = 1, and 64-wide value GEMMs beat 65-wide ones ([V | 1]). Left to autograd, that transposed product would
+    hand φ(Q) a transposed gradient again (see ``_KeyValueSummary``). Here the backward is written out:
     with d = φ(Q)·z + eps and out = (φ(Q)·KV)/d,
     ∂φ(Q) = (g/d)·KVᵀ + (−Σ_D g·out / d)·zᵀ, ∂KV = φ(Q)ᵀ·(g/d), ∂z = φ(Q)ᵀ·(−Σ_D g·out / d).
     The output is the numerator divided in place, so the forward holds one (T, D) buffer and a (T, 1) one.
@@ -137,8 +135,8 @@ def causal_linear_attention(phi_q: Tensor, phi_k: Tensor, v_aug: Tensor, chunk_s
         chunks.append(scores @ v_c + q_c @ state)  # (B, H, L, L)@(L, E) + (B, H, L, F)@(F, E) -> (B, H, L, E)
         state = state + k_c.transpose(-2, -1) @ v_c  # (B, H, F, L) @ (B, H, L, E) -> (B, H, F, E)
     # split and cat, not per-chunk slicing and slice assignment: under autograd each ``x[sl]`` backward builds a
-    # zero (T, F) gradient and each ``out[sl] = …`` copies the whole (T, E) one, O(T²/c) in all (performer
-    # fwd+bwd at T=8192 took 2.9 s); split's and cat's backwards touch every element once.
+    # zero (T, F) gradient and each ``out[sl] = …`` copies the whole (T, E) one, O(T²/c) in all; split's and
+    # cat's backwards touch every element once.
     return torch.cat(chunks, dim=-2)
 
 
