@@ -11,6 +11,7 @@ from typing import Sequence
 import variants
 from bench import sweeps
 from bench.config import ConfigError, apply_overrides, parse_kv_args
+from bench.table import format_table
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -25,14 +26,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     header = ("variant", "family", "time", "memory", "exact", "causal", "padding", "defaults", "paper")
     print(format_table(header, rows))
     return 0
-
-
-def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    cells = [list(map(str, header))] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def sweep_config(module, profile: str, extra: Sequence[str]):

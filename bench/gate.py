@@ -118,46 +118,26 @@ def model_metrics(variant: str, cfg: GateConfig = GateConfig()) -> dict[str, Any
     return {"params": n_params, "accuracy": result.accuracy, "loss": result.loss}
 
 
-def _interleaved_medians(fns: dict, threads: int, block_s: float, rounds: int) -> dict:
-    """Median seconds per call of each fn, over ``rounds`` rounds that visit every fn once (order alternating)."""
-    import numpy as np
-
-    from bench.measure import calibrated_timer
-
-    timers = {key: calibrated_timer(fn, threads, block_s) for key, fn in fns.items()}
-    samples: dict = {key: [] for key in fns}
-    keys = list(fns)
-    for r in range(rounds):
-        for key in (keys if r % 2 == 0 else keys[::-1]):
-            timer, number = timers[key]
-            samples[key].append(timer.timeit(number=number).median)
-    return {key: float(np.median(v)) for key, v in samples.items()}
-
-
 def measure_scaling(case: dict) -> dict[str, Any]:
-    """Peak bytes (min of repeats) and forward seconds (interleaved medians) of one variant over a T grid.
+    """Peak bytes (least of repeats) and forward seconds (interleaved medians) of one variant over a T grid.
 
-    Under the worker's retained-heap policy the RSS high-water mark of one forward is every page it touches, which
-    depends on whether malloc reuses a freed temporary's pages for the next one: measured here, linear_performer
-    43-68 MiB call to call and low_rank_linformer 34 or 50 MiB process to process. So peaks are measured with
-    large allocations mapped (a freed temporary leaves RSS at once: the high-water mark is the live peak), first in
-    a fresh worker child, and the minimum over repeats is kept (what noise remains only ever adds bytes)."""
+    Peaks are read with large allocations mapped, so a freed temporary leaves RSS at once and the high-water mark
+    is the live peak, first in a fresh worker child, least of ``peak_repeats`` (docs/measurement.md)."""
     cfg = _enter(case)
-    from bench.isolate import large_allocations_mapped
-    from bench.measure import Shape, peak_memory, phase_callable
+    from bench.measure import Shape, interleaved_medians, large_allocations_mapped, min_peak, phase_callable
 
     B, H, D = cfg.scaling_shape
     with large_allocations_mapped():
         gated = phase_callable(case["variant"], Shape(cfg.peak_batch, H, max(case["grid"]), D), "forward")
         gated()
-        peak = min(peak_memory(gated) for _ in range(cfg.peak_repeats))
+        peak = min_peak(gated, cfg.peak_repeats)
         del gated
         fns = {T: phase_callable(case["variant"], Shape(B, H, T, D), "forward") for T in case["grid"]}
         for fn in fns.values():
             fn()  # warm-up: lazily built tables and first-use code pages are not the forward's memory
-        peaks = {T: min(peak_memory(fns[T]) for _ in range(cfg.peak_repeats)) for T in fns}
+        peaks = {T: min_peak(fns[T], cfg.peak_repeats) for T in fns}
     calibration = {("linear", T): linear_work(Shape(B, H, T, D)) for T in case["grid"]}
-    times = _interleaved_medians({**fns, **calibration}, cfg.threads, cfg.block_s, cfg.rounds)
+    times = interleaved_medians({**fns, **calibration}, cfg.threads, cfg.block_s, cfg.rounds)
     return {"peak_bytes": peak, "times": {str(T): times[T] for T in fns},
             "linear_times": {str(T): times[("linear", T)] for T in fns},
             "peaks": {str(T): p for T, p in peaks.items()}}
@@ -192,33 +172,6 @@ def measure_speed(case: dict) -> dict[str, Any]:
            for name in sorted(set(case["names"]) | {REFERENCE})}
     ratios = ratios_to(fns.pop(REFERENCE), fns, cfg.threads, cfg.block_s, cfg.speed_rounds)
     return {"ratios": {REFERENCE: 1.0, **{name: float(np.median(v)) for name, v in ratios.items()}}}
-
-
-def measure_peak(case: dict) -> dict[str, int]:
-    """Peak bytes one forward adds at ``case["shape"]``, measured as the gate does (see ``measure_scaling``)."""
-    import torch
-    from bench.isolate import large_allocations_mapped
-    from bench.measure import peak_memory, phase_callable
-
-    torch.set_num_threads(case["threads"])
-    with large_allocations_mapped():
-        fn = phase_callable(case["variant"], case["shape"], "forward")
-        fn()
-        return {"peak_bytes": min(peak_memory(fn, case["shape"].device) for _ in range(3))}
-
-
-def peak_bytes_of(keys, shape_of, threads: int = 1) -> dict:
-    """{(variant, T): peak bytes, or None when unsupported or failed} for each key, in one worker child (asv)."""
-    from bench.isolate import Worker
-
-    cuda = shape_of(keys[0][1]).device.startswith("cuda") if keys else False
-    peaks = {}
-    with Worker(threads=threads, cap_address_space=not cuda) as worker:
-        for name, T in keys:
-            outcome = worker.run("bench.gate:measure_peak", {"variant": name, "shape": shape_of(T),
-                                                              "threads": threads}, timeout_s=300.0)
-            peaks[(name, T)] = outcome.metrics["peak_bytes"] if outcome.status == "ok" else None
-    return peaks
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -337,7 +290,7 @@ def _show(value: Any) -> str:
 
 def render(checks: Sequence[Check]) -> str:
     """The table CI prints: every check, then the failures again with their variant and metric."""
-    from bench.cli import format_table
+    from bench.table import format_table
 
     header = ("variant", "metric", "baseline", "measured", "rule", "status")
     rows = [(c.variant, c.metric, _show(c.baseline), _show(c.measured), c.rule, "ok" if c.ok else "FAIL")

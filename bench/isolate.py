@@ -1,26 +1,21 @@
 """Run one case at a time in a persistent, capped child process and turn whatever happens into an ``Outcome``.
 
 The parent (``Worker``) owns one child started with ``subprocess`` (a fresh interpreter: ``import torch`` once,
-~2 s and ~220 MiB, then reused for every case). Messages travel as pickles over two private pipes, so a case that
-prints to stdout cannot corrupt the protocol. Out of memory, over time and killed are findings, never crashes:
+then reused for every case). Messages travel as pickles over two private pipes, so a case that prints to stdout
+cannot corrupt the protocol. Out of memory, over time and killed are findings, never crashes:
 
-- memory cap: the child lowers ``RLIMIT_AS`` to (its address-space size after start-up) + ``mem_cap_bytes``.
-  Address space, not RSS, because it is the one limit Linux enforces at allocation time: an allocation over the cap
-  fails inside the allocator and torch raises ``RuntimeError: DefaultCPUAllocator: can't allocate memory`` (``oom``)
-  instead of the kernel OOM killer taking the machine. It counts reserved as well as touched pages (thread stacks,
-  malloc arenas, imports made by the case), so it is a conservative upper bound of the memory a case may use.
-  CUDA maps terabytes of virtual address space, so a Worker for CUDA passes ``cap_address_space=False``; its
-  child caps the caching allocator instead (``cap_cuda_memory``: over the cap, ``torch.OutOfMemoryError``).
+- memory cap: the child lowers ``RLIMIT_AS`` to (its address-space size after start-up) + ``mem_cap_bytes``, the
+  one limit Linux enforces at allocation time (torch then raises ``DefaultCPUAllocator: can't allocate memory``:
+  ``oom``). CUDA maps terabytes of address space, so a CUDA worker (``Worker.for_device``) caps the caching
+  allocator instead (``cap_cuda_memory``: over the cap, ``torch.OutOfMemoryError``).
 - time cap: no answer within ``timeout_s`` → the child is SIGKILLed → ``timeout``.
 - after ``oom``, ``timeout`` or ``killed`` the next case gets a fresh child (its heap may be fragmented or gone).
 
-Inside the child, ``peak_bytes(fn)`` measures the resident-set high-water mark of ``fn`` alone (see its docstring).
+The child runs under ``ALLOCATOR_POLICY`` (``bench.measure.probes``; why: docs/measurement.md).
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import gc
 import importlib
 import os
 import pickle
@@ -29,200 +24,21 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import psutil
 
-STATUSES = ("ok", "oom", "timeout", "unsupported", "error", "killed")
+from bench.measure.probes import ALLOCATOR_POLICY, address_space_bytes, release_free_memory
+from bench.outcome import Outcome, classify, one_line
+
 RESTART_AFTER = frozenset({"oom", "timeout", "killed"})
-OOM_MARKERS = ("defaultcpuallocator", "out of memory", "can't allocate memory")
-_TRIM_THRESHOLD = 1 << 40  # 1 TiB: never give the top of the heap back to the OS on free()
-PEAK_MMAP_THRESHOLD = 1 << 20  # during an RSS peak probe, allocations of 1 MiB or more get their own mmap
-M_MMAP_THRESHOLD, M_MMAP_MAX = -3, -4  # glibc mallopt parameters
-GLIBC_MMAP_MAX = 65536  # glibc's default mmap_max (DEFAULT_MMAP_MAX)
-
-ALLOCATOR_POLICY: dict[str, Any] = {
-    "name": "glibc-retain-freed",
-    "glibc_tunables": (f"glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold={_TRIM_THRESHOLD}"
-                       ":glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0"),
-    "mmap_max": 0,
-    "trim_threshold_bytes": _TRIM_THRESHOLD,
-    "tcache_count": 0,
-    "mxfast": 0,
-    "top_pad_bytes": "glibc default",
-    "trim_between_cases": True,
-    "peak_probe_mmap_threshold_bytes": PEAK_MMAP_THRESHOLD,
-    "why": (
-        "freshly faulted pages are written at ~2.4 GB/s vs ~25 GB/s for touched ones, and by default glibc "
-        "returns blocks >= 32 MiB to the OS on free, so every large-T call would re-fault its buffers. With "
-        "mmap disabled and trimming off, freed memory stays in the heap and steady-state repeats reuse touched "
-        "pages (measured here: 1 GiB alloc+fill 0.29 s -> 0.036 s). The child calls malloc_trim(0) after every "
-        "case and before every peak_bytes() probe, so first-call times (page faults included) and peaks do not "
-        "depend on the order of cases. Per-thread caches and fastbins are off (tcache_count=0, mxfast=0): their "
-        "small cached blocks are never coalesced, so they pinned the boundaries between large free blocks and "
-        "the same fwd+bwd peaked 2-10 MiB (one or more (T, D) tensors) higher or lower from call to call and "
-        "child to child; without them repeated probes agree to 0.1 MiB. Cost measured here: forward times "
-        "0.99-1.04x at T=128..2048 for every variant."
-    ),
-    "peak_probe": (
-        "the RSS peak probe (peak_bytes) is one call made with allocations >= peak_probe_mmap_threshold_bytes "
-        "served by their own mmap and unmapped on free, so a freed temporary leaves RSS at once and the "
-        "high-water mark is the pages the call holds at its peak, not how a retained heap happened to be laid "
-        "out: under the retained heap alone, the same performer fwd+bwd at T=4096 peaked at 112.8, 120.6 or "
-        "124.8 MiB in fresh children with 92.0 MiB of live tensors. Timing never runs under this setting."
-    ),
-    "address_space_creep": (
-        "a retained heap fragments: VmSize (not RSS) creeps up across cases, which RLIMIT_AS counts; an oom in a "
-        "child that already ran cases is therefore re-run once in a fresh child, so oom means 'does not fit "
-        "under the cap from a clean start'"
-    ),
-}
-
-
-@dataclass
-class Outcome:
-    """What happened to one case: a status from ``STATUSES``, its metrics, a one-line error and the wall time."""
-
-    status: str
-    metrics: dict = field(default_factory=dict)
-    error: str = ""
-    wall_s: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"unknown status {self.status!r}; known: {', '.join(STATUSES)}")
 
 
 def default_mem_cap_bytes() -> int:
     """A safe share of this machine's RAM for one case: 60% of the total."""
     return int(0.6 * psutil.virtual_memory().total)
-
-
-def one_line(exc: BaseException) -> str:
-    """``"ExcType: first line of the message"`` (just ``"ExcType"`` when the message is empty)."""
-    lines = str(exc).strip().splitlines()
-    name = type(exc).__name__
-    return f"{name}: {lines[0].strip()}" if lines else name
-
-
-def classify(exc: BaseException) -> str:
-    """Map an exception raised by a case to a status: unsupported, oom or error."""
-    if isinstance(exc, NotImplementedError):
-        return "unsupported"
-    torch = sys.modules.get("torch")
-    torch_oom = getattr(torch, "OutOfMemoryError", None) if torch else None
-    if isinstance(exc, MemoryError) or (torch_oom is not None and isinstance(exc, torch_oom)):
-        return "oom"
-    if isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in OOM_MARKERS):
-        return "oom"
-    return "error"
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Probes for code running inside the child (Linux /proc; glibc for malloc_trim).
-
-def _status_bytes(key: str) -> int:
-    """A ``kB`` field of /proc/self/status (VmRSS, VmHWM, VmSize, ...) in bytes."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{key} not found in /proc/self/status")
-
-
-def rss_bytes() -> int:
-    """This process's resident set size now."""
-    return _status_bytes("VmRSS")
-
-
-def hwm_bytes() -> int:
-    """This process's resident-set high-water mark since start-up or the last ``reset_hwm()``."""
-    return _status_bytes("VmHWM")
-
-
-def address_space_bytes() -> int:
-    """This process's virtual address-space size (what ``RLIMIT_AS`` limits)."""
-    return _status_bytes("VmSize")
-
-
-def release_free_memory() -> bool:
-    """Give memory that malloc keeps for reuse back to the OS (``malloc_trim(0)``); False where not glibc."""
-    try:
-        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
-    except (OSError, AttributeError):
-        return False
-
-
-def reset_hwm() -> None:
-    """Reset VmHWM to the current RSS (writing 5 to /proc/self/clear_refs, Linux >= 4.0)."""
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
-
-
-_mapped_depth = 0  # nesting depth of large_allocations_mapped(): only the outermost block restores the policy
-
-
-@contextlib.contextmanager
-def large_allocations_mapped(threshold: int = PEAK_MMAP_THRESHOLD) -> Iterator[bool]:
-    """While the block runs, glibc serves allocations >= ``threshold`` with their own mmap (fresh pages, unmapped
-    on free) instead of the worker's retained heap; the process's mmap_max (``process_mmap_max``) is restored when
-    the outermost block exits, the threshold stays. Yields False, and changes nothing, where the C library is not
-    glibc."""
-    global _mapped_depth
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        yield False
-        return
-    if _mapped_depth == 0:
-        mallopt(M_MMAP_THRESHOLD, threshold)  # an explicit threshold also stops glibc from raising it on free
-        mallopt(M_MMAP_MAX, GLIBC_MMAP_MAX)
-    _mapped_depth += 1
-    try:
-        yield True
-    finally:
-        _mapped_depth -= 1
-        if _mapped_depth == 0:
-            mallopt(M_MMAP_MAX, process_mmap_max())
-
-
-def process_mmap_max() -> int:
-    """This process's mmap_max as it started: 0 in a worker child (``ALLOCATOR_POLICY``), glibc's default in any
-    other process (a test run, asv, a user's script), which a probe must not leave without mmap."""
-    tunables = os.environ.get("GLIBC_TUNABLES", "").split(":")
-    return ALLOCATOR_POLICY["mmap_max"] if "glibc.malloc.mmap_max=0" in tunables else GLIBC_MMAP_MAX
-
-
-def peak_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
-    """Call ``fn()`` and return ``(result, peak resident bytes it added)``.
-
-    Collects Python garbage and frees retained heap first (``gc.collect``, ``malloc_trim``), resets the
-    high-water mark, takes RSS as the baseline (inputs the caller built already are in it), calls ``fn`` with the
-    cyclic collector paused and large allocations mapped (``large_allocations_mapped``) and returns
-    VmHWM − baseline. Without the collect, tensors of earlier calls held by reference cycles were freed, or not,
-    during the probe depending on how many calls the timing had made: the same case in two fresh children read
-    one (T, D) tensor apart. Without the mapping, the high-water mark counted every page a retained heap had
-    handed out during the call, which depended on which freed hole the next tensor happened to fit (see
-    ``ALLOCATOR_POLICY["peak_probe"]``). Warm ``fn`` up once before probing: first-time code pages and lazily
-    built tables would otherwise count as its memory.
-    """
-    gc.collect()
-    release_free_memory()
-    reset_hwm()
-    baseline = rss_bytes()
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        with large_allocations_mapped():
-            result = fn()
-    finally:
-        if enabled:
-            gc.enable()
-    return result, hwm_bytes() - baseline
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -331,9 +147,11 @@ def _signal_name(returncode: int) -> str:
 class Worker:
     """One persistent child process that runs cases; restarts it after oom, timeout or a death.
 
-    >>> with Worker(threads=2, mem_cap_bytes=4 << 30) as worker:
+    >>> with Worker.for_device("cpu", threads=2, mem_cap_bytes=4 << 30) as worker:
     ...     outcome = worker.run("bench.sweeps.efficiency:execute", case, timeout_s=60)
     """
+
+    allocator = ALLOCATOR_POLICY  # the glibc settings every child runs under (for the manifest)
 
     def __init__(self, threads: int | None = None, mem_cap_bytes: int | None = None, *,
                  cap_address_space: bool = True, startup_timeout_s: float = 120.0):
@@ -348,6 +166,11 @@ class Worker:
         self._proc: subprocess.Popen | None = None
         self._inbox: Connection | None = None
         self._outbox: Connection | None = None
+
+    @classmethod
+    def for_device(cls, device: str, threads: int | None = None, mem_cap_bytes: int | None = None) -> "Worker":
+        """A Worker whose memory cap suits ``device``: the address space on CPU, the caching allocator on CUDA."""
+        return cls(threads, mem_cap_bytes, cap_address_space=not device.startswith("cuda"))
 
     def __enter__(self) -> "Worker":
         return self
@@ -395,7 +218,7 @@ class Worker:
 
         ``fresh``: in a child that has run no other case (the current one is replaced if it has; ~2 s).
         An ``oom`` in a child that already ran other cases is re-run once in a fresh child: the retained heap
-        fragments the address space (see ``ALLOCATOR_POLICY``), so only an oom from a clean start is a finding.
+        fragments the address space (docs/measurement.md), so only an oom from a clean start is a finding.
         """
         if fresh and self._cases_in_child:
             self.close()

@@ -12,7 +12,8 @@ from typing import Any, Callable, Iterable
 
 from bench import store
 from bench.config import Case, ConfigError
-from bench.isolate import STATUSES, Outcome, Worker
+from bench.isolate import Worker
+from bench.outcome import STATUSES, Outcome
 
 DEFAULT_TIME_CAP_S = 600.0
 ENVIRONMENT_TIMEOUT_S = 120.0
@@ -155,9 +156,9 @@ def run_sweep(module: ModuleType, cfg: Any, *, profile: str, out_dir: str | Path
     jobs = int(getattr(cfg, "jobs", 1)) if getattr(module, "PARALLEL", False) else 1
     chooser = getattr(module, "fresh_child", None)
     fresh_for = (lambda case: bool(chooser(cfg, case))) if chooser else (lambda case: False)
-    with Worker(threads, cap, cap_address_space=not device.startswith("cuda")) as worker:
+    with Worker.for_device(device, threads, cap) as worker:
         record = store.manifest(sweep=module.NAME, profile=profile, device=device, config=cfg, seeds=seeds_of(cfg),
-                                env=_environment(worker, device),
+                                env=_environment(worker, device), allocator=worker.allocator,
                                 extra={"mem_cap_bytes": worker.mem_cap_bytes, "time_cap_s": time_cap_s,
                                        **_calibration(worker, module, cfg), **(extra_manifest or {})})
         bar = _progress_bar(None if progress is None else bool(progress) and not callback,
@@ -166,8 +167,7 @@ def run_sweep(module: ModuleType, cfg: Any, *, profile: str, out_dir: str | Path
             try:
                 target = f"{module.__name__}:execute"
                 if jobs > 1 and len(todo) > 1:
-                    extra = [Worker(threads, cap, cap_address_space=not device.startswith("cuda"))
-                             for _ in range(jobs - 1)]
+                    extra = [Worker.for_device(device, threads, cap) for _ in range(jobs - 1)]
                     try:
                         _run_parallel([worker, *extra], target, todo, time_cap_s, writer, bar, callback, fresh_for)
                     finally:

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from bench.isolate import ALLOCATOR_POLICY, Outcome
+from bench.outcome import Outcome
 
 ROW_FIELDS = ("run_id", "sweep", "case_id", "status", "error", "wall_s")
 SEGMENT_FIELDS = ("run_id", "git_sha", "device", "device_name", "threads", "profile")
@@ -99,16 +99,18 @@ def config_dict(cfg: Any) -> dict[str, Any]:
 
 
 def manifest(*, sweep: str, profile: str, device: str, config: Any = None, seeds: Iterable[int] = (),
-             env: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+             env: dict[str, Any] | None = None, allocator: dict[str, Any] | None = None,
+             extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The first line of a segment. ``env`` is ``environment()`` from the measuring process (computed here if
-    None); ``extra`` adds fields such as ``gemm_peak_flops``."""
+    None); ``allocator`` the policy its workers ran under (``Worker.allocator``); ``extra`` adds fields such as
+    ``gemm_peak_flops``."""
     env = environment(device) if env is None else env
     sha, dirty = git_state()
     record = {"kind": "manifest", "run_id": uuid.uuid4().hex[:12], "sweep": sweep, "profile": profile,
               "utc_start": datetime.now(timezone.utc).isoformat(timespec="seconds"), "git_sha": sha,
               "git_dirty": dirty, "torch": env["torch"], "parallel_info": env["parallel_info"], "device": device,
               "device_name": env["device_name"], "threads": env["threads"], "seeds": list(seeds),
-              "allocator": ALLOCATOR_POLICY, "config": config_dict(config), "python": sys.version.split()[0]}
+              "allocator": dict(allocator or {}), "config": config_dict(config), "python": sys.version.split()[0]}
     record.update(extra or {})
     return record
 

@@ -63,14 +63,14 @@ def _exit(case: Case) -> dict:
 
 
 def _probe(case: Case) -> dict:
-    """Peak of allocating and touching a PROBE_BYTES tensor, measured by bench.isolate.peak_bytes.
+    """Peak of allocating and touching a PROBE_BYTES tensor, measured by bench.measure.probes.peak_bytes.
 
     A bigger tensor is touched and freed first: under the retaining allocator policy its pages stay resident,
     and without ``malloc_trim`` in the probe the PROBE_BYTES tensor would reuse them and read as ~0.
     """
     import torch
 
-    from bench.isolate import peak_bytes
+    from bench.measure.probes import peak_bytes
 
     torch.empty(2 * PROBE_BYTES // 4).fill_(1.0)
 
@@ -87,7 +87,7 @@ def _holes(case: Case) -> dict:
     """
     import torch
 
-    from bench import isolate
+    from bench.measure import probes
 
     def fn():
         a = torch.empty(32 * MiB // 4).fill_(1.0)
@@ -97,19 +97,19 @@ def _holes(case: Case) -> dict:
         return float(b[0] + pin[0])
 
     def unmapped_peak():  # peak_bytes without the mapping: what the retained heap touches
-        isolate.release_free_memory()
-        isolate.reset_hwm()
-        base = isolate.rss_bytes()
+        probes.release_free_memory()
+        probes.reset_hwm()
+        base = probes.rss_bytes()
         fn()
-        return isolate.hwm_bytes() - base
+        return probes.hwm_bytes() - base
 
     fn()
-    _, mapped = isolate.peak_bytes(fn)
+    _, mapped = probes.peak_bytes(fn)
     retained = unmapped_peak()
-    with isolate.large_allocations_mapped():
-        with isolate.large_allocations_mapped():
+    with probes.large_allocations_mapped():
+        with probes.large_allocations_mapped():
             pass
-        _, nested = isolate.peak_bytes(fn)
+        _, nested = probes.peak_bytes(fn)
         still_mapped = unmapped_peak()  # an inner block's exit left the outer mapping on
     return {"mapped": mapped, "retained": retained, "nested": nested, "still_mapped": still_mapped}
 

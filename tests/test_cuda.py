@@ -97,7 +97,7 @@ def alloc_on_cuda(case) -> dict:
 
 
 def test_over_the_cuda_memory_cap_is_oom_and_the_next_case_runs():
-    with Worker(threads=1, mem_cap_bytes=512 * MiB, cap_address_space=False) as worker:
+    with Worker.for_device("cuda", threads=1, mem_cap_bytes=512 * MiB) as worker:
         info = worker.start()
         assert info["cuda_limit_bytes"] == pytest.approx(512 * MiB, rel=0.01)
         over = worker.run("test_cuda:alloc_on_cuda", {"mib": 2048}, timeout_s=120)

@@ -1,10 +1,11 @@
-"""bench.isolate: every way a case can end becomes an Outcome, the worker survives it, and peaks are right."""
+"""bench.isolate: every way a case can end becomes an Outcome, and the worker survives it."""
 from __future__ import annotations
 
 import pytest
 
 from bench.config import Case
-from bench.isolate import ALLOCATOR_POLICY, Outcome, Worker, classify, one_line
+from bench.isolate import Worker, child_env
+from bench.measure import ALLOCATOR_POLICY
 
 import fake_sweep
 
@@ -19,12 +20,6 @@ def case(kind: str, i: int = 0) -> Case:
 @pytest.fixture(scope="module")
 def worker():
     with Worker(threads=1, mem_cap_bytes=512 * MiB) as w:
-        yield w
-
-
-@pytest.fixture(scope="module")
-def roomy_worker():
-    with Worker(threads=1, mem_cap_bytes=8 * 2**30) as w:
         yield w
 
 
@@ -81,31 +76,6 @@ def test_a_bad_target_is_an_error_not_a_crash(worker):
     assert worker.run("fake_sweep", case("ok"), 60).status == "error"
 
 
-def test_peak_probe_sees_256_mib_repeatedly_in_one_child(roomy_worker):
-    outs = [roomy_worker.run(TARGET, case("probe"), timeout_s=60) for _ in range(5)]
-    assert all(o.status == "ok" for o in outs), [o.error for o in outs]
-    assert len({o.metrics["pid"] for o in outs}) == 1
-    for out in outs:
-        assert out.metrics["peak_bytes"] == pytest.approx(fake_sweep.PROBE_BYTES, rel=0.05)
-
-
-def test_classify_and_one_line_without_a_child():
-    assert classify(NotImplementedError()) == "unsupported"
-    assert classify(MemoryError()) == "oom"
-    assert classify(RuntimeError("DefaultCPUAllocator: can't allocate memory")) == "oom"
-    assert classify(RuntimeError("CUDA out of memory. Tried to allocate")) == "oom"
-    assert classify(RuntimeError("shape mismatch")) == "error"
-    assert one_line(ValueError("a\nb")) == "ValueError: a" and one_line(KeyError()) == "KeyError"
-
-
-def test_outcome_rejects_unknown_status_and_policy_is_json_able():
-    import json
-
-    with pytest.raises(ValueError):
-        Outcome("fine")
-    assert json.loads(json.dumps(ALLOCATOR_POLICY))["mmap_max"] == 0
-
-
 def test_fresh_child_runs_every_case_in_a_new_process():
     with Worker(threads=1, mem_cap_bytes=512 * MiB) as w:
         outs = [w.run(TARGET, case("ok", i=i), timeout_s=60, fresh=True) for i in range(3)]
@@ -113,51 +83,8 @@ def test_fresh_child_runs_every_case_in_a_new_process():
     assert len({o.metrics["pid"] for o in outs}) == 3 and w.starts == 3
 
 
-def test_peak_probe_reads_the_live_peak_not_the_retained_heaps_holes():
-    """A freed 32 MiB hole that the next 40 MiB tensor cannot use: the retained heap keeps both resident (74 MiB
-    touched), the probe maps large allocations and reads the 42 MiB the call really holds at its peak, and an
-    inner mapped block exiting inside an outer one does not switch the mapping off. A fresh child: the heap's
-    history decides where the holes are."""
-    with Worker(threads=1, mem_cap_bytes=512 * MiB) as fresh:
-        out = fresh.run(TARGET, case("holes"), timeout_s=60)
-    assert out.status == "ok", out.error
-    m = out.metrics
-    assert m["retained"] >= 70 * MiB  # the setup really fragments the retained heap (so this test can fail)
-    for key in ("mapped", "nested", "still_mapped"):
-        assert m[key] == pytest.approx(42 * MiB, rel=0.05), (key, m[key] / MiB)
-
-
-def test_a_probe_restores_the_mmap_setting_of_the_process_it_runs_in(monkeypatch):
-    """A worker child (the policy's tunables) gets mmap_max 0 back; any other process glibc's default."""
-    from bench import isolate
-
-    monkeypatch.setenv("GLIBC_TUNABLES", ALLOCATOR_POLICY["glibc_tunables"])
-    assert isolate.process_mmap_max() == 0
-    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.cpu.hwcaps=-AVX512F")
-    assert isolate.process_mmap_max() == isolate.GLIBC_MMAP_MAX
-    monkeypatch.delenv("GLIBC_TUNABLES")
-    assert isolate.process_mmap_max() == isolate.GLIBC_MMAP_MAX
-
-
-def test_peak_probe_collects_cyclic_garbage_first_and_pauses_the_collector():
-    """Tensors held by reference cycles of earlier calls are freed before the baseline, not (or not) during the
-    probe depending on the collector's timing: the same case read one tensor apart in two fresh children."""
-    import gc
-    import weakref
-
-    from bench.isolate import peak_bytes
-
-    class Cycle:
-        pass
-
-    garbage = Cycle()
-    garbage.self = garbage
-    alive = weakref.ref(garbage)
-    del garbage
-    seen = {}
-
-    def fn():
-        seen.update(alive=alive() is not None, collector=gc.isenabled())
-
-    peak_bytes(fn)
-    assert seen == {"alive": False, "collector": False} and gc.isenabled()
+def test_for_device_caps_the_address_space_on_cpu_only_and_children_get_the_policy():
+    assert Worker.for_device("cpu", 1, 512 * MiB).cap_address_space
+    assert not Worker.for_device("cuda:0", 1).cap_address_space
+    env = child_env(threads=3)
+    assert ALLOCATOR_POLICY["glibc_tunables"] in env["GLIBC_TUNABLES"] and env["OMP_NUM_THREADS"] == "3"

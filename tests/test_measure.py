@@ -1,10 +1,10 @@
-"""bench.measure.time_callable: the re-round rule for unstable timings, on a fake Timer (no real timing)."""
+"""bench.measure.timing.time_callable: the re-round rule for unstable timings, on a fake Timer (no real timing)."""
 from __future__ import annotations
 
 import pytest
 from torch.utils.benchmark import Measurement, Timer
 
-from bench import measure
+from bench.measure import timing
 
 
 SPEC = Timer("pass")._task_spec
@@ -36,29 +36,29 @@ LESS_NOISY = [0.010, 0.0104, 0.0108, 0.0112] * 2  # IQR/median ~ 6%
 
 @pytest.fixture
 def fake_timer(monkeypatch):
-    monkeypatch.setattr(measure.tbench, "Timer", FakeTimer)
+    monkeypatch.setattr(timing.tbench, "Timer", FakeTimer)
     FakeTimer.asked, FakeTimer.first = [], 0.01
     yield FakeTimer
 
 
 def test_a_stable_first_round_is_kept(fake_timer):
     fake_timer.rounds = [QUIET]
-    out = measure.time_callable(lambda: None, 1, 0.1)
+    out = timing.time_callable(lambda: None, 1, 0.1)
     assert (out["rounds"], out["stable"], fake_timer.asked) == (1, True, [0.1])
     assert out["median_s"] == pytest.approx(0.0100) and out["repeats"] == 8
 
 
 def test_an_unstable_round_is_remeasured_until_stable(fake_timer):
     fake_timer.rounds = [NOISY, QUIET]
-    out = measure.time_callable(lambda: None, 1, 0.1)
+    out = timing.time_callable(lambda: None, 1, 0.1)
     assert (out["rounds"], out["stable"], fake_timer.asked) == (2, True, [0.1, 0.1])
-    assert out["iqr_s"] / out["median_s"] <= measure.STABLE_REL_IQR
+    assert out["iqr_s"] / out["median_s"] <= timing.STABLE_REL_IQR
 
 
 def test_never_stable_keeps_the_least_noisy_round_and_says_so(fake_timer):
     fake_timer.rounds = [NOISY, LESS_NOISY, NOISY, NOISY, NOISY, NOISY]
-    out = measure.time_callable(lambda: None, 1, 0.1)
-    assert measure.MAX_TIMING_ROUNDS == 6
+    out = timing.time_callable(lambda: None, 1, 0.1)
+    assert timing.MAX_TIMING_ROUNDS == 6
     assert (out["rounds"], out["stable"], fake_timer.asked) == (6, False, [0.1] * 6)
     assert out["median_s"] == pytest.approx(0.0106)
 
@@ -67,14 +67,14 @@ def test_a_slow_call_gets_run_time_for_several_blocks(fake_timer):
     """A 1 s call under a 0.5 s min_run_time would be one block, whose IQR reads 0: the run time is raised."""
     fake_timer.first = 1.0
     fake_timer.rounds = [[t * 100 for t in QUIET]]
-    out = measure.time_callable(lambda: None, 1, 0.5)
-    assert fake_timer.asked == [measure.MIN_TIMING_REPEATS * 1.0] and measure.MIN_TIMING_REPEATS >= 5
+    out = timing.time_callable(lambda: None, 1, 0.5)
+    assert fake_timer.asked == [timing.MIN_TIMING_REPEATS * 1.0] and timing.MIN_TIMING_REPEATS >= 5
     assert out["stable"] and out["repeats"] == 8
 
 
 def test_sub_millisecond_cases_are_not_remeasured(fake_timer):
     fake_timer.rounds = [[t / 100 for t in NOISY]]
-    out = measure.time_callable(lambda: None, 1, 0.1)
+    out = timing.time_callable(lambda: None, 1, 0.1)
     assert (out["rounds"], out["stable"]) == (1, False)
 
 
@@ -94,7 +94,7 @@ class DriftingTimer:
 
 
 def test_paired_ratios_time_both_side_by_side_so_a_slow_spell_cancels(monkeypatch):
-    monkeypatch.setattr(measure.tbench, "Timer", DriftingTimer)
+    monkeypatch.setattr(timing.tbench, "Timer", DriftingTimer)
     DriftingTimer.calls = []
 
     def ours():
@@ -104,7 +104,7 @@ def test_paired_ratios_time_both_side_by_side_so_a_slow_spell_cancels(monkeypatc
         pass
 
     ours.cost, peer.cost = 0.002, 0.004
-    ratios = measure.paired_ratios(ours, peer, threads=1, block_s=0.01, rounds=5)
+    ratios = timing.paired_ratios(ours, peer, threads=1, block_s=0.01, rounds=5)
     assert ratios == pytest.approx([0.5] * 5)  # unpaired, a block in the spell against one before: 0.625 or 0.4
     blocks = DriftingTimer.calls[4:]  # after calibrating each fn (two calls each)
     assert blocks == ["ours", "peer", "peer", "ours", "ours", "peer", "peer", "ours", "ours", "peer"]

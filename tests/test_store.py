@@ -8,14 +8,15 @@ import pytest
 
 from bench import store
 from bench.config import Case
-from bench.isolate import Outcome
+from bench.measure import ALLOCATOR_POLICY
+from bench.outcome import Outcome
 
 ENV = {"torch": "2.x", "parallel_info": "ATen/Parallel: test", "threads": 2, "device_name": "Test CPU"}
 
 
 def manifest(**extra):
     return store.manifest(sweep="fake", profile="quick", device="cpu", config={"a": 1}, seeds=[0, 1], env=ENV,
-                          extra=extra)
+                          allocator=ALLOCATOR_POLICY, extra=extra)
 
 
 def case(i: int) -> Case:

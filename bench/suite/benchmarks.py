@@ -2,7 +2,7 @@
 
 ``time_*`` classes do their work in ``setup`` (``bench.measure.phase_callable``) and time one call. ``peakmem_`` is
 useless here (``import torch`` alone is ~220 MiB of the measured process), so ``track_peak_bytes`` measures the
-forward in a ``bench.isolate.Worker`` child with ``bench.measure.peak_memory``, like the sweeps and the gate.
+forward in a ``bench.isolate.Worker`` child with ``bench.measure.probes``, like the sweeps and the gate.
 """
 from __future__ import annotations
 
@@ -78,10 +78,7 @@ class TrackPeakBytes:
     timeout = 600
 
     def setup_cache(self):
-        from bench.gate import peak_bytes_of
-
-        return peak_bytes_of([(n, T) for n in common.VARIANTS for T in common.SEQ_LENS], common.shape,
-                             threads=common.THREADS)
+        return common.peak_bytes_of([(n, T) for n in common.VARIANTS for T in common.SEQ_LENS])
 
     def setup(self, peaks, name, T):
         common.prepare(name)
@@ -94,12 +91,15 @@ class TrackPeakBytes:
     track_peak_bytes.unit = "bytes"
 
 
-class TrackAccuracy:
-    """Test accuracy after the regression gate's seeded tiny training run (MQAR), per variant."""
-
+class _PerVariant:
     params = [common.PARAMS[0]]
     param_names = [common.PARAM_NAMES[0]]
     version = 1
+
+
+class TrackAccuracy(_PerVariant):
+    """Test accuracy after the regression gate's seeded tiny training run (MQAR), per variant."""
+
     timeout = 300
 
     def setup(self, name):
@@ -114,13 +114,10 @@ class TrackAccuracy:
     track_accuracy.unit = "accuracy"
 
 
-class TrackApproxError:
+class TrackApproxError(_PerVariant):
     """‖out − reference‖ / ‖reference‖ against float64 ``variants.reference_attention`` at T=512 and the
     variant's default budget (window, rank, landmarks, features); exact variants are skipped."""
 
-    params = [common.PARAMS[0]]
-    param_names = [common.PARAM_NAMES[0]]
-    version = 1
     T = 512
 
     def setup(self, name):

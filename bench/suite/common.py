@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 import variants
+from bench.isolate import Worker
 from bench.measure import Shape
 
 VARIANTS = tuple(variants.names())
@@ -37,3 +38,15 @@ def synced(fn):
         fn()
         torch.cuda.synchronize()
     return call
+
+
+def peak_bytes_of(keys, threads: int = THREADS) -> dict:
+    """{(variant, T): peak bytes one forward adds, None when unsupported or failed}, in one worker child
+    (``bench.measure.probes.forward_peak``, as the sweeps and the gate read a peak)."""
+    peaks = {}
+    with Worker.for_device(DEVICE, threads=threads) as worker:
+        for name, T in keys:
+            outcome = worker.run("bench.measure.probes:forward_peak",
+                                 {"variant": name, "shape": shape(T), "threads": threads}, timeout_s=300.0)
+            peaks[(name, T)] = outcome.metrics["peak_bytes"] if outcome.status == "ok" else None
+    return peaks

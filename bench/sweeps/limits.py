@@ -103,7 +103,7 @@ def allocated_bytes(device: str) -> Callable[[], int]:
     dev = resolve_device(device)
     if dev.type == "cuda":
         return lambda: torch.cuda.memory_allocated(dev)
-    from bench.isolate import rss_bytes
+    from bench.measure import rss_bytes
 
     return rss_bytes
 
@@ -176,18 +176,18 @@ def run(cfg: Config, *, profile: str, out_dir: str = "results/runs", resume: boo
     memory cap instead of the time budget (on an H200 six of eight did, as ``oom``, before this split).
     """
     from bench import store
-    from bench.isolate import Outcome, Worker
+    from bench.isolate import Worker
+    from bench.outcome import Outcome
     from bench.run import _environment, seeds_of
 
     path = store.results_path(out_dir, NAME, profile, cfg.device)
     done = store.finished_case_ids(path) if resume else set()
     cap = int(cfg.mem_budget_bytes * 1.5)
-    address_space = not cfg.device.startswith("cuda")
-    with Worker(cfg.threads, cap, cap_address_space=address_space) as mem_worker, \
-            Worker(cfg.threads, cap_address_space=address_space) as time_worker:
+    with Worker.for_device(cfg.device, cfg.threads, cap) as mem_worker, \
+            Worker.for_device(cfg.device, cfg.threads) as time_worker:
         workers = {"memory": mem_worker, "time": time_worker}
         record = store.manifest(sweep=NAME, profile=profile, device=cfg.device, config=cfg, seeds=seeds_of(cfg),
-                                env=_environment(mem_worker, cfg.device),
+                                env=_environment(mem_worker, cfg.device), allocator=mem_worker.allocator,
                                 extra={"mem_cap_bytes": cap, "time_probe_mem_cap_bytes": time_worker.mem_cap_bytes,
                                        "time_cap_s": cfg.time_cap_s})
         with store.RunWriter(path, record, resume=resume) as writer:
