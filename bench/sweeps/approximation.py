@@ -42,17 +42,17 @@ near one-hot, at a random position. ``q_scale`` is stored in every case.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import torch
 
 import variants
-from bench.config import Case, ConfigError
+from bench.config import Case, ConfigError, ShapeConfig
+from bench.sweep import Sweep
 from bench.measure import DTYPES, log2_grid, resolve_device
 
 NAME = "approximation"
-PARALLEL = True  # errors do not depend on an idle machine: `jobs` workers at once
 REGIMES = ("random", "peaked")
 LINFORMER_INITS = ("normal", "identity")
 
@@ -76,29 +76,28 @@ EXACT_LIMIT: dict[str, Callable[[Case], int | None]] = {
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(ShapeConfig):
     variants: tuple[str, ...] = ()  # empty: every registered variant whose spec is not exact
-    seq_lens: tuple[int, ...] = (256, 1024)
+    seq_lens: tuple[int, ...] = (256, 1024)  # T, sequence lengths
     budgets: tuple[int, ...] = log2_grid(8, 4096)  # shared r grid; per T only r <= T, plus r = T
-    regimes: tuple[str, ...] = REGIMES
-    seeds: tuple[int, ...] = (0, 1, 2)
+    regimes: tuple[str, ...] = REGIMES  # random | peaked inputs
+    seeds: tuple[int, ...] = (0, 1, 2)  # input and variant seeds
     pinv_iters: tuple[int, ...] = (6, 30)  # low_rank_nystrom only: the default 6, and converged
     max_landmarks: int = 2048  # low_rank_nystrom: larger budgets skipped (m³ pseudo-inverse)
     identity_check: bool = True  # low_rank_linformer: add k = T with E = F = I
     bigbird_block: int = 32  # sparse_bigbird block_size = min(bigbird_block, window)
     peak_scale: float = 8.0  # "peaked" regime: q multiplied by this
     input_scale: float = 1.0  # q and k multiplied by this in every regime (the Performer's convergence knob)
-    batch: int = 1
-    heads: int = 2
-    head_dim: int = 32
-    dtype: str = "float64"
-    device: str = "cpu"
-    threads: int = 1
+    heads: int = 2  # H, attention heads
+    head_dim: int = 32  # D, dims per head
+    dtype: str = "float64"  # float64: the error is the approximation's alone, not rounding
+    threads: int = 1  # torch threads per worker child
     jobs: int = 2  # worker processes at once (each with `threads` threads)
-    time_cap_s: float = 300.0
+    time_cap_s: float = 300.0  # seconds one case may run before its child is killed (status timeout)
 
     def validate(self) -> None:
         """Raise ConfigError on the first problem, in one line."""
+        super().validate()
         self._validate_names()
         self._validate_grids()
         self._validate_scalars()
@@ -112,12 +111,6 @@ class Config:
         unknown = sorted(set(self.regimes) - set(REGIMES))
         if unknown or not self.regimes:
             raise ConfigError(f"unknown or no regime(s) {', '.join(unknown)}; known: {', '.join(REGIMES)}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"unknown dtype {self.dtype!r}; known: {', '.join(DTYPES)}")
-        try:
-            resolve_device(self.device)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
 
     def _validate_grids(self) -> None:
         for label in ("seq_lens", "budgets", "pinv_iters"):
@@ -128,12 +121,16 @@ class Config:
             raise ConfigError(f"--seeds must be >= 0, got {self.seeds}")
 
     def _validate_scalars(self) -> None:
-        for label in ("max_landmarks", "bigbird_block", "batch", "heads", "head_dim", "threads"):
+        for label in ("max_landmarks", "bigbird_block", "jobs"):
             if getattr(self, label) < 1:
                 raise ConfigError(f"--{label.replace('_', '-')} must be >= 1")
-        for label in ("peak_scale", "input_scale", "time_cap_s"):
+        for label in ("peak_scale", "input_scale"):
             if not getattr(self, label) > 0:
                 raise ConfigError(f"--{label.replace('_', '-')} must be > 0")
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(self.seeds)
 
 
 PROFILES = {
@@ -203,9 +200,6 @@ def cases(cfg: Config) -> Iterator[Case]:
                             yield Case.make(NAME, variant=name, T=T, budget=budget, regime=regime, seed=seed,
                                             q_scale=q_scale, k_scale=cfg.input_scale, **shape, **extra)
 
-
-def config_dict(cfg: Config) -> dict[str, Any]:
-    return asdict(cfg)
 
 
 # ------------------------------------------------------------------------------------------------- measurement
@@ -312,3 +306,9 @@ def summarize(df: Any) -> Any:
                         max_abs_error=("max_abs_error", "mean"), ref_entropy=("ref_entropy", "mean"),
                         at_exact_limit=("at_exact_limit", "all"), n=("rel_error", "size"))
     return table.reset_index()
+
+
+SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute, parallel=True,
+              summarize=summarize,
+              metrics=("rel_error", "max_abs_error", "ref_rms", "ref_entropy", "ref_max_prob", "attended_fraction",
+                       "budget_name", "exact_limit", "at_exact_limit"))

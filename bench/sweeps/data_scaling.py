@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -35,7 +35,8 @@ import torch
 from torch import nn
 
 from bench import tasks
-from bench.config import Case, ConfigError
+from bench.config import Case, ConfigError, RunConfig
+from bench.sweep import Sweep
 from bench.fit import PowerLaw, crossover, fit_power_law
 from bench.tasks import TaskData
 from bench.train import BITS_PER_BYTE_TASKS, TrainConfig, deterministic, evaluate, fit, model_config_for
@@ -44,8 +45,6 @@ from variants.baselines import ConvNet, GRUNet
 from variants.model import ModelConfig, Transformer, count_parameters
 
 NAME = "data_scaling"
-PARALLEL = True  # accuracy does not depend on an idle machine: `jobs` workers train cases side by side
-QUESTION = "accuracy_vs_data"
 TRAIN_FIELDS = ("batch_size", "lr", "weight_decay", "warmup", "eval_every", "n_eval", "threads")
 MODEL_FIELDS = ("d_model", "n_layers", "n_heads", "token_shift")
 TASK_FIELDS = {"local_motif": {"seq_len": "seq_len", "vocab_size": "motif_vocab", "motif_len": "motif_len",
@@ -75,45 +74,46 @@ MODELS: dict[str, ModelChoice] = {
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(RunConfig):
     """The grid (tasks × models × sizes × seeds) and everything held fixed across it."""
 
-    tasks: tuple[str, ...] = ("local_motif", "text_bytes")
-    models: tuple[str, ...] = ("transformer", "sparse_window", "cnn_baseline", "gru_baseline")
+    tasks: tuple[str, ...] = ("local_motif", "text_bytes")  # local_motif | text_bytes
+    models: tuple[str, ...] = ("transformer", "sparse_window", "cnn_baseline", "gru_baseline")  # keys of MODELS
     sizes: tuple[int, ...] = (128, 512, 2048, 8192)  # training examples (windows for text_bytes), nested
     seeds: tuple[int, ...] = (0, 1, 2)  # model init and batch order
     data_seed: int = 0  # the one pool, val and test set
     # training: the same budget of steps for every size and model of a task
     steps: int = 400  # local_motif
     text_steps: int = 200  # text_bytes
-    batch_size: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 0.1
-    warmup: int = 25
-    eval_every: int = 100
-    n_eval: int = 512
+    batch_size: int = 32  # sequences per training step
+    lr: float = 3e-3  # peak learning rate (AdamW)
+    weight_decay: float = 0.1  # AdamW weight decay
+    warmup: int = 25  # linear warm-up steps
+    eval_every: int = 100  # steps between validation evaluations
+    n_eval: int = 512  # validation and test examples each
     threads: int = 1  # 2 threads on a loaded 2-core machine measured 4-10x slower per step than 1
     jobs: int = 2  # worker processes training at once
     # model, the same for every model
-    d_model: int = 32
-    n_layers: int = 2
-    n_heads: int = 2
-    token_shift: bool = True
+    d_model: int = 32  # model width, the same for every model
+    n_layers: int = 2  # layers
+    n_heads: int = 2  # attention heads per layer
+    token_shift: bool = True  # mix each token with its predecessor first
     kernel: int = 3  # cnn_baseline convolution width
     window: int = 8  # sparse_window one-sided reach
     # tasks
-    seq_len: int = 32
-    motif_vocab: int = 16
-    motif_len: int = 3
+    seq_len: int = 32  # task sequence length T
+    motif_vocab: int = 16  # local_motif vocabulary size
+    motif_len: int = 3  # local_motif: tokens per motif
     motif_classes: int = 4  # 3 motifs + "none": chance 0.25
-    text_pool_bytes: int = 2_000_000
+    text_pool_bytes: int = 2_000_000  # text_bytes: bytes of the corpus pool
     # summary targets: test error for local_motif, bits per byte for text_bytes
-    target_error: float = 0.1
-    target_bpb: float = 3.0
-    time_cap_s: float = 300.0
+    target_error: float = 0.1  # summary: the test error a model is scored to reach (local_motif)
+    target_bpb: float = 3.0  # summary: the bits per byte a model is scored to reach (text_bytes)
+    time_cap_s: float = 300.0  # seconds one case may run before its child is killed (status timeout)
 
     def validate(self) -> None:
         """Raise a one-line ConfigError on the first problem."""
+        super().validate()
         for name in self.tasks:
             tasks.get(name)
             if name not in FIT_METRIC:
@@ -141,8 +141,12 @@ class Config:
             raise ConfigError(f"--d-model={self.d_model} must be even and divisible by --n-heads={self.n_heads}")
         if any(s < 0 for s in self.seeds) or self.data_seed < 0:
             raise ConfigError("--seeds and --data-seed must be >= 0")
-        if not (0 < self.target_error < 1 and self.target_bpb > 0 and self.time_cap_s > 0):
-            raise ConfigError("--target-error must be in (0, 1); --target-bpb and --time-cap-s must be > 0")
+        if not (0 < self.target_error < 1 and self.target_bpb > 0):
+            raise ConfigError("--target-error must be in (0, 1); --target-bpb must be > 0")
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(self.seeds)
 
 
 PROFILES = {
@@ -341,6 +345,8 @@ def summarize(df: Any, target_error: float = 0.1, target_bpb: float = 3.0) -> An
     return pd.DataFrame(rows)
 
 
-def config_dict(cfg: Config) -> dict[str, Any]:
-    """The config as a plain dict (for the manifest)."""
-    return asdict(cfg)
+
+SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute, parallel=True,
+              summarize=summarize,
+              metrics=("accuracy", "test_error", "loss", "train_accuracy", "train_loss", "curve", "steps_run",
+                       "train_s", "n_params", "bits_per_byte", "train_bytes", "baseline"))

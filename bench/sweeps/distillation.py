@@ -28,7 +28,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -36,7 +36,8 @@ import torch
 from torch import nn
 
 from bench import tasks
-from bench.config import Case, ConfigError
+from bench.config import Case, ConfigError, RunConfig
+from bench.sweep import Sweep
 from bench.measure import time_callable
 from bench.sweeps.data_scaling import fixed_splits
 from bench.tasks import TaskData
@@ -47,7 +48,6 @@ from variants.distilled import STUDENTS, kd_loss, student_config, teacher_config
 from variants.model import ModelConfig, Transformer, count_parameters
 
 NAME = "distillation"
-QUESTION = "distillation"
 METHODS = ("labels", "kd")
 TRAIN_FIELDS = ("batch_size", "lr", "weight_decay", "warmup", "eval_every", "n_eval", "threads")
 TEACHER_FIELDS = ("teacher_d_model", "teacher_layers", "teacher_heads", "teacher_steps", "teacher_n_train")
@@ -57,47 +57,48 @@ TASK_FIELDS = {"text_bytes": {"seq_len": "seq_len", "max_pool_bytes": "text_pool
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(RunConfig):
     """The grid (tasks × students × methods × sizes × seeds) and everything held fixed across it."""
 
-    tasks: tuple[str, ...] = ("text_bytes",)
-    students: tuple[str, ...] = ("student_shallow", "student_window")
-    methods: tuple[str, ...] = METHODS
+    tasks: tuple[str, ...] = ("text_bytes",)  # text_bytes | local_motif
+    students: tuple[str, ...] = ("student_shallow", "student_window")  # students of variants.distilled
+    methods: tuple[str, ...] = METHODS  # labels | kd (knowledge distillation)
     sizes: tuple[int, ...] = (256, 2048, 8192)  # student transfer sets: prefixes of the teacher's
-    seeds: tuple[int, ...] = (0, 1, 2)
-    data_seed: int = 0
+    seeds: tuple[int, ...] = (0, 1, 2)  # model init and batch order (one teacher per seed)
+    data_seed: int = 0  # the one pool, val and test set
     # teacher (full attention, the larger preset)
-    teacher_d_model: int = 64
-    teacher_layers: int = 2
-    teacher_heads: int = 4
-    teacher_steps: int = 600
-    teacher_n_train: int = 8192
+    teacher_d_model: int = 64  # teacher width
+    teacher_layers: int = 2  # teacher layers
+    teacher_heads: int = 4  # teacher attention heads
+    teacher_steps: int = 600  # teacher training steps
+    teacher_n_train: int = 8192  # teacher training examples (students train on prefixes)
     teacher_cache: str = ""  # "" -> <system temp>/attention-limits-teachers
     # students: the same budget of steps for both methods
-    steps: int = 300
-    alpha: float = 0.5
-    temperature: float = 2.0
-    batch_size: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 0.1
-    warmup: int = 25
-    eval_every: int = 100
-    n_eval: int = 512
+    steps: int = 300  # student training steps, both methods
+    alpha: float = 0.5  # KD weight of the soft-target term (1 - alpha on the labels)
+    temperature: float = 2.0  # KD softmax temperature
+    batch_size: int = 32  # sequences per training step
+    lr: float = 3e-3  # peak learning rate (AdamW)
+    weight_decay: float = 0.1  # AdamW weight decay
+    warmup: int = 25  # linear warm-up steps
+    eval_every: int = 100  # steps between validation evaluations
+    n_eval: int = 512  # validation and test examples each
     threads: int = 1  # 2 threads on a loaded 2-core machine measured 4-10x slower per step than 1
-    token_shift: bool = True
+    token_shift: bool = True  # mix each token with its predecessor first
     # speed: forward of teacher and student on the same batch of test rows
-    speed_batch: int = 32
-    speed_min_run_s: float = 0.2
+    speed_batch: int = 32  # test rows per timed forward
+    speed_min_run_s: float = 0.2  # seconds of timed forwards per model
     # tasks
-    seq_len: int = 32
-    text_pool_bytes: int = 2_000_000
-    motif_vocab: int = 16
-    motif_len: int = 3
-    motif_classes: int = 4
-    time_cap_s: float = 300.0
+    seq_len: int = 32  # task sequence length T
+    text_pool_bytes: int = 2_000_000  # text_bytes: bytes of the corpus pool
+    motif_vocab: int = 16  # local_motif vocabulary size
+    motif_len: int = 3  # local_motif: tokens per motif
+    motif_classes: int = 4  # local_motif: classes (motifs + none)
+    time_cap_s: float = 300.0  # seconds one case may run before its child is killed (status timeout)
 
     def validate(self) -> None:
         """Raise a one-line ConfigError on the first problem."""
+        super().validate()
         for name in self.tasks:
             tasks.get(name)
             if name not in TASK_FIELDS:
@@ -126,8 +127,12 @@ class Config:
                               f"every half-width student keeps whole heads")
         if not (0.0 <= self.alpha <= 1.0 and self.temperature > 0 and self.speed_min_run_s > 0):
             raise ConfigError("--alpha must be in [0, 1]; --temperature and --speed-min-run-s must be > 0")
-        if any(s < 0 for s in self.seeds) or self.data_seed < 0 or not self.time_cap_s > 0:
-            raise ConfigError("--seeds and --data-seed must be >= 0 and --time-cap-s > 0")
+        if any(s < 0 for s in self.seeds) or self.data_seed < 0:
+            raise ConfigError("--seeds and --data-seed must be >= 0")
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(self.seeds)
 
 
 PROFILES = {
@@ -355,6 +360,9 @@ def summarize(df: Any) -> Any:
     return pd.DataFrame(rows)
 
 
-def config_dict(cfg: Config) -> dict[str, Any]:
-    """The config as a plain dict (for the manifest)."""
-    return asdict(cfg)
+
+SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute, summarize=summarize,
+              metrics=("accuracy", "loss", "curve", "train_s", "steps_run", "bits_per_byte", "teacher_accuracy",
+                       "teacher_loss", "teacher_bits_per_byte", "teacher_train_s", "teacher_cached",
+                       "accuracy_share", "bpb_ratio", "n_params", "teacher_params", "param_ratio", "teacher_s",
+                       "student_s", "speedup", "student_attention", "student_d_model", "student_layers"))

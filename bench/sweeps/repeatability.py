@@ -22,6 +22,7 @@ import variants
 from bench.config import Case, ConfigError
 from bench.measure import (MIN_STABLE_MEDIAN_S, STABLE_REL_IQR, live_bytes_metric, peak_memory, phase_callable,
                            time_callable)
+from bench.sweep import TIMING, Sweep
 from bench.sweeps import efficiency
 
 NAME = "repeatability"
@@ -33,12 +34,12 @@ class Config(efficiency.Config):
     """The efficiency sweep's case fields and checks, other defaults, plus how many fresh children measure each
     case."""
 
-    seq_lens: tuple[int, ...] = (4096,)
-    phases: tuple[str, ...] = ("forward", "forward_backward")
-    causal: tuple[bool, ...] = (False,)
+    seq_lens: tuple[int, ...] = (4096,)  # T, sequence lengths
+    phases: tuple[str, ...] = ("forward", "forward_backward")  # forward | forward_backward | train_step
+    causal: tuple[bool, ...] = (False,)  # causal settings measured
     min_run_time: float = 0.2
     time_cap_s: float = 300.0
-    repeats: int = 2
+    repeats: int = 2  # fresh children that measure each case
 
     def validate(self) -> None:
         super().validate()
@@ -129,3 +130,7 @@ def summarize(df) -> str:
     for col in ("peak_mib", "median_ms"):
         shown[col] = shown[col].map(lambda x: f"{x:.3g}")
     return f"{shown.to_string(index=False)}\n{mem}\n{tim}"
+
+
+SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute, fresh_child=fresh_child,
+              summarize=summarize, metrics=(*TIMING, "peak_bytes", "peak_live_bytes", "child_pid"))
