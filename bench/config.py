@@ -193,6 +193,53 @@ class MeasureConfig(ShapeConfig):
         return [self.seed]
 
 
+@dataclass(frozen=True)
+class TaskPoolConfig(RunConfig):
+    """Models trained on nested prefixes of one seeded pool of a task, scored on one val and one test set."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)  # model init and batch order
+    data_seed: int = 0  # the one pool, val and test set
+    batch_size: int = 32  # sequences per training step
+    lr: float = 3e-3  # peak learning rate (AdamW)
+    weight_decay: float = 0.1  # AdamW weight decay
+    warmup: int = 25  # linear warm-up steps
+    eval_every: int = 100  # steps between validation evaluations
+    n_eval: int = 512  # validation and test examples each
+    token_shift: bool = True  # mix each token with its predecessor first
+    seq_len: int = 32  # task sequence length T
+    text_pool_bytes: int = 2_000_000  # text_bytes: bytes of the corpus pool
+    motif_vocab: int = 16  # local_motif vocabulary size
+    motif_len: int = 3  # local_motif: tokens per motif
+    motif_classes: int = 4  # local_motif: classes, the motifs and "none" (4: chance 0.25)
+    threads: int = 1  # torch threads per worker child (1: see docs/sweeps.md)
+    time_cap_s: float = 300.0  # seconds one case may run before its child is killed (status timeout)
+
+    def validate(self) -> None:
+        super().validate()
+        require_nonempty(self, ("seeds",))
+        if any(s < 0 for s in self.seeds) or self.data_seed < 0:
+            raise ConfigError("--seeds and --data-seed must be >= 0")
+        require_positive(self, ("seq_len",))
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(self.seeds)
+
+
+def require_nonempty(cfg: Any, labels: Iterable[str]) -> None:
+    """``ConfigError`` for the first of ``labels`` whose tuple in ``cfg`` is empty."""
+    for label in labels:
+        if not getattr(cfg, label):
+            raise ConfigError(f"--{label.replace('_', '-')} must not be empty")
+
+
+def require_positive(cfg: Any, labels: Iterable[str]) -> None:
+    """``ConfigError`` for the first of ``labels`` whose value in ``cfg`` is below 1."""
+    for label in labels:
+        if getattr(cfg, label) < 1:
+            raise ConfigError(f"--{label.replace('_', '-')} must be >= 1, got {getattr(cfg, label)}")
+
+
 def validate_device(device: str) -> None:
     """cpu | cuda | cuda:N, and CUDA only where torch sees a GPU."""
     import torch

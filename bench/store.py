@@ -7,10 +7,11 @@ sweep, case id, status, one-line error, wall seconds), the case's params (``vari
 length, ``seed``, ...) and the metric columns the sweep declares (``Sweep.metrics``); a record missing a common
 column, or with an undeclared metric, is a sweep bug and raises on write.
 
-Old files are migrated on read (``migrate``): before schema 2 a found limit was a ``kind="row"`` record of the
-limits sweep with the sentinel ``T == 0``; it reads as ``kind="limit"`` without ``T``. A fresh run truncates the file; a resumed
-run appends a new segment. Every line is flushed and fsync'ed as it is written, so a killed run loses at most the
+A fresh run truncates the file; a resumed run appends a new segment. Every line is flushed and fsync'ed as it is written, so a killed run loses at most the
 line it was writing, and a truncated last line is skipped when reading. Units are SI base units: s, bytes, FLOPs.
+
+Old files are migrated on read (``migrate``), not rewritten: before schema 2 a limit found was a ``kind="row"``
+record of the limits sweep with the sentinel ``T == 0``; it reads as ``kind="limit"`` without ``T``.
 """
 from __future__ import annotations
 

@@ -1,25 +1,10 @@
-"""How does accuracy depend on sequence length T, per attention variant and task? (accuracy_vs_length)
+"""How does accuracy depend on sequence length T, per attention variant and task?
 
-Every variant × T × seed × task: one small Transformer (``variants.model``) per case, trained with
-``bench.train`` on a budget of steps, then scored on the held-out test split. Every variant gets the same model
-(d_model, layers, heads, token shift) and the same optimiser; they differ only in token mixing. Budgeted variants
-get the budgets below (``--window``, ``--linformer-k``, ``--landmarks``, ...), stored in each case as ``attn_*``;
-task knobs are stored as ``task_*`` (the task Config's own field names after the prefix).
-
-Causality (``--bidirectional``). MQAR and needle are posed causally by their generators, and Linformer and
-Nyströmformer cannot be causal. Both tasks score only a query's answer, which depends on the past alone, and
-nothing after a query carries it: in ``bench.tasks.mqar`` the token after a query is uniform filler (Zoology's
-causal layout puts the value there; ours does not), later queries are other keys, and the value shows up later
-only by chance (filler is uniform over the vocabulary); in ``bench.tasks.needle`` filler never uses value ids, so
-the needle's value occurs once. So these two tasks (``LEAK_FREE``) can be posed NON-causally without leaking the
-answer, and by default (``bidirectional=True``) they are, for EVERY variant alike, so low-rank variants are
-compared on the same footing. A sliding window's reach to the past is the same either way. ``bidirectional=False``
-keeps the tasks causal (as Zoology) and the non-causal variants' cases are recorded ``unsupported``. text_bytes
-(y[t] = x[t+1]) would leak, so it is always causal; listops and local_motif are non-causal classification.
-
-Metrics per case: test ``accuracy``, ``loss`` (nats), ``bits_per_byte`` (text_bytes), ``steps_to_target`` (first
-val eval at ``target_accuracy``; None = censored at the budget, with ``censored`` True), ``curve`` (compact
-[step, val acc, val loss] list), ``steps_run``, ``train_s``, ``n_params``.
+Every variant × T × seed × task: the same small Transformer (``variants.model``) per case, trained with
+``bench.train`` on a budget of steps and scored on the held-out test split; variants differ only in token mixing.
+Variant budgets are stored in each case as ``attn_*``, task knobs as ``task_*``. MQAR and needle (``LEAK_FREE``)
+are posed non-causally for every variant by default (``--bidirectional``), since nothing after a query leaks its
+answer; why that is safe, and the metrics: docs/sweeps.md#accuracy.
 """
 from __future__ import annotations
 
@@ -29,7 +14,7 @@ from typing import Any, Callable, Iterator
 
 import variants
 from bench import tasks
-from bench.config import Case, ConfigError, RunConfig
+from bench.config import Case, ConfigError, RunConfig, require_nonempty, require_positive
 from bench.sweep import Sweep
 from bench.train import TrainConfig, model_config_for, train
 
@@ -99,9 +84,7 @@ class Config(RunConfig):
                 variants.get(name)
             except variants.UnknownVariantError as exc:
                 raise ConfigError(str(exc)) from None
-        for label in ("tasks", "seq_lens", "seeds"):
-            if not getattr(self, label):
-                raise ConfigError(f"--{label.replace('_', '-')} must not be empty")
+        require_nonempty(self, ("tasks", "seq_lens", "seeds"))
         if any(t <= 0 for t in self.seq_lens):
             raise ConfigError(f"sequence lengths must be positive, got {self.seq_lens}")
         if any(s < 0 for s in self.seeds):
@@ -114,10 +97,8 @@ class Config(RunConfig):
     def _validate_numbers(self) -> None:
         """Training, model and budget numbers (the training ones through TrainConfig.validate)."""
         train_config(self, seed=0).validate()
-        for label in ("d_model", "n_layers", "n_heads", "window", "bigbird_block", "linformer_k", "landmarks",
-                      "performer_features", "jobs"):
-            if getattr(self, label) < 1:
-                raise ConfigError(f"--{label.replace('_', '-')} must be >= 1, got {getattr(self, label)}")
+        require_positive(self, ("d_model", "n_layers", "n_heads", "window", "bigbird_block", "linformer_k",
+                                "landmarks", "performer_features", "jobs"))
         if self.d_model % self.n_heads:
             raise ConfigError(f"--d-model={self.d_model} is not divisible by --n-heads={self.n_heads}")
         if not 0.0 < self.listops_min_frac <= 1.0:
@@ -131,9 +112,7 @@ class Config(RunConfig):
 QUICK_VARIANTS = ("full_sdpa", "sparse_window", "low_rank_linformer", "linear_elu")
 
 PROFILES = {
-    # 24 cases. Measured (threads=1, a shared 2-core AMD EPYC): ~32 ms CPU per step at T=64, 16 500 steps run in
-    # all (early stops included), 547 s of CPU summed over the cases: inside 10 minutes on an idle core, with
-    # ~9% margin. Full attention reaches 0.99 on MQAR only at ~900-1000 steps, so 1000 is the least budget.
+    # 24 cases, sized to fit the main job (the measurement: docs/sweeps.md#accuracy)
     "quick": Config(tasks=("mqar", "needle"), variants=QUICK_VARIANTS, seq_lens=(64,), seeds=(0, 1, 2),
                     steps=1000, time_cap_s=300.0),
     "full": Config(tasks=("mqar", "needle", "listops", "text_bytes", "local_motif"), seq_lens=(64, 128, 256, 512),

@@ -51,16 +51,7 @@ class Config(MeasureConfig):
 
 PROFILES = {
     "quick": Config(),
-    # The sub-quadratic variants go on to 131072 so that the top of their range lies past the last-level cache
-    # (their working set is ~1 KiB per token per tensor at B=1, H=4, D=64): fitted over 4096..32768, the exponent
-    # of a memory-bound variant mixes in the step from cache to DRAM bandwidth. The quadratic ones stop at 32768
-    # (full_sdpa's forward+backward takes 20 s there and would take ~80 s a call at 65536).
-    # From T = 32768 up each case gets a child of its own (~2 s each, ~70 cases): in a worker that has run other
-    # cases, glibc serves a large allocation from a free chunk that earlier cases left in the middle of the
-    # retained heap before it would mmap one, and the pages of such a chunk stay resident when the tensor is freed
-    # (nothing trims the middle of a heap), so the RSS peak of one forward+backward counted temporaries that had
-    # already died: at T = 131072 linformer read 704 MiB after the other variants' cases and 576 MiB (2x its
-    # 288 MiB at 65536) in a child of its own, nystrom 804 and 675 MiB, which bent both exponents to ~1.17.
+    # past the last-level cache for the sub-quadratic variants; fresh children from 32768 (docs/sweeps.md)
     "full": Config(seq_lens=log2_grid(128, 131072), min_run_time=0.5, time_cap_s=600.0, train_step_max_t=8192,
                    quadratic_max_t=32768, fresh_child_min_t=32768),
 }

@@ -1,11 +1,9 @@
 """The limit itself: for each variant, the largest T whose forward fits a memory budget, and the largest T whose
 forward fits a time budget.
 
-Found by doubling from ``start_t`` then bisecting (on multiples of ``grid``) between the last T that fit and the
-first that did not. Every probe runs in the isolated worker under a memory cap, so a probe that runs out of memory
-is a row (status oom), never a crash of this process. The memory probe counts everything the case allocates: the
-inputs q, k, v plus the forward's peak (on CPU from the RSS high-water mark, see ``bench.isolate``; on CUDA from
-the caching allocator's statistics, see ``bench.measure.peak_memory``).
+An adaptive sweep: ``plan`` searches each (variant, budget) by doubling from ``start_t`` then bisecting on
+multiples of ``grid``; ``run_sweep`` runs each probe in a capped worker (an oom probe is a row, never a crash) and
+writes each limit found as a ``kind="limit"`` record. The memory probe counts the inputs plus the forward's peak.
 """
 from __future__ import annotations
 
@@ -73,8 +71,7 @@ def execute(case: Case) -> dict[str, Any]:
     torch.set_num_threads(case["threads"])
     shape = Shape(case["B"], case["H"], case["T"], case["D"], case["dtype"], case["device"], case["causal"])
     if case["budget"] == "time":
-        # a fits-or-not probe against the budget: a median of at least 3 calls and one re-round suffice (the
-        # efficiency sweep's 5 calls and 4 rounds cost the quick limits run 40 s more, on probes far off budget)
+        # a fits-or-not probe against the budget: a median of at least 3 calls and one re-round suffice
         t = time_callable(phase_callable(case["variant"], shape, "forward", seed=case["seed"]), case["threads"],
                           min_run_time=0.05, min_repeats=3, max_rounds=2)
         return {**t, "fits": bool(t["median_s"] <= case["time_budget_s"])}

@@ -1,25 +1,11 @@
-"""Are our variants at least as fast, and no hungrier, than the widely used public PyTorch implementations of the
-same methods?
+"""Are our variants at least as fast, and no hungrier, than the widely used public implementations of the same
+methods?
 
-One case per (peer, T, phase, impl): ``impl="ours"`` times our variant, ``impl="peer"`` the public implementation
-configured to compute the same thing (``bench.peers``), on identical inputs, with the same harness: steady-state
-time (``bench.measure.time_callable``) and peak memory (``bench.measure.peak_memory``, in the isolated worker,
-the least of ``PEAK_PROBES`` probes) beside the peak of live tensor bytes (``bench.measure.live_peak_bytes``, CPU).
-Each RSS probe maps large allocations (``bench.isolate.peak_bytes``), so a freed temporary leaves RSS at once and
-the peak does not depend on which hole of the worker's retained heap the next tensor happened to fit (before
-that, one probe read the same call as 0.77× or 1.15× its peer in different runs); what noise remains only ever
-adds pages, so the least of three is kept. The live bytes do not depend on the heap at all.
-The two impls of a pair run next to each other, but their medians are still taken a few seconds apart, and on a
-shared machine whole minutes run every op ~25% slower; so the peer row also times both side by side
-(``bench.measure.paired_ratios``: ``paired_rounds`` rounds, each a block of ours and a block of the peer, order
-alternating) and the time ratio ``summarize`` reports is the median of those per-round ratios, with their
-spread. The ratio of the two separate medians is kept beside it (``time_ratio_separate``).
-
-Peer rows also carry the like-for-like check: ``rel_err`` / ``max_abs_err`` between ours and the peer on the
-timing inputs, ``grad_rel_err`` for forward_backward, ``rel_err_small_logits`` with q, k scaled by
-``agree_qk_scale`` (FAVOR+ on unit-normal D=64 inputs is in its high-variance regime, where the peer's feature
-eps dominates; scaled down, both estimate softmax well and the comparison shows whether they compute the same),
-and each side's error against exact softmax on the first queries (``ours_vs_full``, ``peer_vs_full``).
+One case per (peer, T, phase, impl): ``impl="ours"`` times our variant, ``impl="peer"`` the public one configured to
+compute the same thing (``bench.peers``), on identical inputs with the same harness: steady-state time, the least
+of ``PEAK_PROBES`` peak-memory probes and the live tensor bytes. The reported time ratio is the median of
+side-by-side rounds (``paired_ratios``); peer rows also carry the like-for-like error checks. Why each choice:
+docs/sweeps.md#peers.
 """
 from __future__ import annotations
 

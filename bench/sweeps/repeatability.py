@@ -1,14 +1,8 @@
 """Can the harness's numbers be trusted twice? The same cases measured again, each in a fresh child process.
 
-Every (variant, T, phase) is measured ``repeats`` times, repeats outermost (so machine drift spreads over all
-cases), and every case runs in a child of its own (``fresh_child``): a new interpreter, a new heap, no allocator
-state carried over from the case before. The questions, answered by ``summarize``:
-- peak memory: does each case's peak agree across fresh children within 5% (the harness's memory target)? Beside
-  the RSS peak, the peak of live tensor bytes (CPU): when it agrees exactly and the RSS does not, the case's own
-  heap layout differs between processes (a freed hole that the next tensor fits in one process and not another),
-  not the measurement.
-- time: is each steady-state time stable (IQR/median <= 3% for cases of 1 ms or more, after the harness's own
-  re-rounds, ``bench.measure.time_callable``), and how far apart are the medians of the fresh children?
+Every (variant, T, phase) is measured ``repeats`` times, repeats outermost, each case in a child of its own: do
+the peak memories agree within 5% across fresh children (beside the RSS peak, the live tensor bytes tell heap
+layout from measurement), and are the steady-state times stable? More: docs/sweeps.md#repeatability.
 """
 from __future__ import annotations
 
