@@ -63,25 +63,29 @@ def _calibration(worker: Worker, sweep: Sweep, cfg: Any) -> dict[str, Any]:
 
 
 class _Workers:
-    """Worker children by memory cap, started on first use (an adaptive sweep may need two caps)."""
+    """Worker children by memory cap, started on first use (an adaptive sweep may need two caps), plus the extra
+    workers of a parallel sweep; ``close`` ends them all."""
 
     def __init__(self, threads: int | None, device: str):
         self.threads, self.address_space = threads, not device.startswith("cuda")
         self._by_cap: dict[int | None, Worker] = {}
+        self._extra: list[Worker] = []
+
+    def _new(self, cap: int | None) -> Worker:
+        return Worker(self.threads, cap, cap_address_space=self.address_space)
 
     def get(self, cap: int | None) -> Worker:
         if cap not in self._by_cap:
-            self._by_cap[cap] = Worker(self.threads, cap, cap_address_space=self.address_space)
+            self._by_cap[cap] = self._new(cap)
         return self._by_cap[cap]
 
     def spawn(self, cap: int | None) -> Worker:
-        """A worker beside the pooled ones (closed by ``close``)."""
-        worker = Worker(self.threads, cap, cap_address_space=self.address_space)
-        self._by_cap[object()] = worker  # type: ignore[index]
-        return worker
+        """A worker beside the pooled ones."""
+        self._extra.append(self._new(cap))
+        return self._extra[-1]
 
     def close(self) -> None:
-        for worker in self._by_cap.values():
+        for worker in [*self._by_cap.values(), *self._extra]:
             worker.close()
 
 

@@ -28,6 +28,11 @@ class Summary:
 Plan = Generator[Union[Case, Summary], Optional[Outcome], None]
 
 
+def no_cases(cfg: Any) -> Iterable[Case]:
+    """The ``cases`` of an adaptive sweep: its ``plan`` yields them as it goes."""
+    return ()
+
+
 def never(cfg: Any, case: Case) -> bool:
     """The default ``fresh_child``: every case runs in the sweep's long-lived worker."""
     return False

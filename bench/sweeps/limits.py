@@ -15,7 +15,7 @@ import torch
 import variants
 from bench.config import Case, ConfigError, MeasureConfig
 from bench.isolate import Outcome, default_mem_cap_bytes
-from bench.sweep import TIMING, Plan, Summary, Sweep
+from bench.sweep import TIMING, Plan, Summary, Sweep, no_cases
 from bench.measure import Shape, peak_memory, phase_callable, resolve_device, time_callable
 
 NAME = "limits"
@@ -210,7 +210,7 @@ def summarize(df):
     return "largest T that fits (memory: bytes budget; time: forward median budget)\n" + table.to_string()
 
 
-SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=lambda cfg: (), execute=execute, plan=plan,
+SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=no_cases, execute=execute, plan=plan,
               metrics=(*TIMING, "fits", "input_bytes", "peak_bytes", "total_bytes", "max_fit_t", "min_fail_t",
                        "censored", "min_fail_why"),
               mem_cap=mem_cap, manifest=manifest, summarize=summarize)
