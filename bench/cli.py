@@ -1,4 +1,5 @@
-"""Command line: ``attention-limits list | run SWEEP [--profile quick|full] [--key=value ...] | report | check``.
+"""Command line: ``attention-limits list | run SWEEP [--profile quick|full] [--key=value ...] | report | check``;
+``run SWEEP --help`` lists the sweep's options, generated from its Config.
 
 User errors (unknown variant or sweep, bad length, bad flag) print one line on stderr and exit 2.
 """
@@ -10,7 +11,8 @@ from typing import Sequence
 
 import variants
 from bench import sweeps
-from bench.config import ConfigError, apply_overrides, parse_kv_args
+from bench.config import ConfigError, apply_overrides, fields_help, parse_kv_args
+from bench.sweep import Sweep
 from bench.table import format_table
 
 
@@ -28,31 +30,37 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def sweep_config(module, profile: str, extra: Sequence[str]):
+def sweep_config(sweep: Sweep, profile: str, extra: Sequence[str]):
     """The profile's Config with the command line's ``--key=value`` overrides applied (typed, validated)."""
-    if profile not in module.PROFILES:
-        raise ConfigError(f"unknown profile {profile!r} for {module.NAME}; known: {', '.join(module.PROFILES)}")
-    return apply_overrides(module.PROFILES[profile], parse_kv_args(extra))
+    if profile not in sweep.profiles:
+        raise ConfigError(f"unknown profile {profile!r} for {sweep.name}; known: {', '.join(sweep.profiles)}")
+    return apply_overrides(sweep.profiles[profile], parse_kv_args(extra))
+
+
+def sweep_help(sweep: Sweep, profile: str) -> str:
+    """The sweep's fields (--flag, type, default in ``profile``, doc), generated from its Config."""
+    if profile not in sweep.profiles:
+        raise ConfigError(f"unknown profile {profile!r} for {sweep.name}; known: {', '.join(sweep.profiles)}")
+    return f"options of {sweep.name} (defaults of --profile {profile}):\n{fields_help(sweep.profiles[profile])}"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import store
     from bench.run import run_sweep, summary_table
 
-    module = sweeps.get(args.sweep)
-    cfg = sweep_config(module, args.profile, args.extra)
-    device = getattr(cfg, "device", "cpu")
-    runner = getattr(module, "run", None)  # adaptive sweeps (limits) drive their own probes
-    if runner is not None:
-        path = runner(cfg, profile=args.profile, out_dir=args.out_dir, resume=args.resume)
-    else:
-        path = run_sweep(module, cfg, profile=args.profile, out_dir=args.out_dir, resume=args.resume, device=device)
+    if args.help or args.sweep is None:
+        print(args.parser.format_help())
+        if args.sweep is not None:
+            print(sweep_help(sweeps.get(args.sweep), args.profile))
+        return 0 if args.help else 2
+    sweep = sweeps.get(args.sweep)
+    cfg = sweep_config(sweep, args.profile, args.extra)
+    path = run_sweep(sweep, cfg, profile=args.profile, out_dir=args.out_dir, resume=args.resume)
     df = store.load(path)
-    summarize = getattr(module, "summarize", None)
     import pandas as pd
 
     with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", 40):
-        print(summarize(df) if summarize else summary_table(df))
+        print(sweep.summarize(df) if sweep.summarize else summary_table(df))
     print(f"\nrows: {path}")
     return 0
 
@@ -65,7 +73,7 @@ def cmd_all(args: argparse.Namespace) -> int:
         start = time.monotonic()
         print(f"== {name} ({args.profile})", flush=True)
         sub = argparse.Namespace(sweep=name, profile=args.profile, out_dir=args.out_dir, resume=args.resume,
-                                 extra=[])
+                                 extra=[], help=False)
         cmd_run(sub)
         print(f"== {name}: {time.monotonic() - start:.0f} s", flush=True)
     return cmd_report(argparse.Namespace(results_root=args.out_dir, out_dir=args.report_dir))
@@ -79,10 +87,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-h", "--help", action="store_true", help="this help, and with a sweep its options")
     p.add_argument("--profile", default="quick", help="quick | full (each sweep defines both)")
     p.add_argument("--resume", action="store_true", help="skip cases already in the results file")
     p.add_argument("--out-dir", default="results/runs", help="where the JSONL results go")
-    p.set_defaults(func=cmd_run, accepts_extra=True)
+    p.set_defaults(func=cmd_run, accepts_extra=True, parser=p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,10 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument("--family", choices=variants.FAMILIES)
     p_list.set_defaults(func=cmd_list)
     p_run = sub.add_parser("run", help="run a sweep; any --key=value sets a field of the sweep's Config",
-                           epilog=f"sweeps: {', '.join(sweeps.names())}")
-    p_run.add_argument("sweep")
+                           epilog=f"sweeps: {', '.join(sweeps.names())}; `run SWEEP --help` lists its options",
+                           add_help=False)
+    p_run.add_argument("sweep", nargs="?")
     add_run_options(p_run)
-    p_limits = sub.add_parser("limits", help="largest T under a memory and a time budget, per variant")
+    p_limits = sub.add_parser("limits", help="largest T under a memory and a time budget, per variant",
+                              add_help=False)
     add_run_options(p_limits)
     p_limits.set_defaults(sweep="limits")
     p_all = sub.add_parser("all", help="the main job: every sweep's quick (or full) profile, then the report")

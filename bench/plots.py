@@ -395,7 +395,7 @@ def limit_bar(ax, table: pd.DataFrame, budget: str) -> None:
 
 
 def limit_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    found = ok_rows(rows[pd.to_numeric(rows["T"]) == 0], "max_fit_t", "min_fail_t")
+    found = ok_rows(rows[rows["kind"] == "limit"], "max_fit_t", "min_fail_t")
     found["censored"] = found["censored"].fillna(False).astype(bool) if "censored" in found else False
     found["budget_value"] = [r.get("mem_budget_bytes") if r["budget"] == "memory" else r.get("time_budget_s")
                              for _, r in found.iterrows()]

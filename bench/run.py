@@ -1,46 +1,39 @@
-"""Run a sweep: its cases, one at a time, through one isolated ``Worker``, each row written as soon as it is done.
+"""Run a sweep (``bench.sweep.Sweep``): its cases, or its adaptive plan's, through isolated ``Worker`` children,
+each row written as soon as it is done; cases of a parallel sweep run on a few workers at once.
 
 ``run_sweep`` is resumable (finished case ids are skipped) and interruptible (Ctrl-C closes the file with every
 finished case in it, then re-raises ``KeyboardInterrupt`` so the caller can exit non-zero).
 """
 from __future__ import annotations
 
+import queue
 import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Callable, Iterable
 
 from bench import store
 from bench.config import Case, ConfigError
 from bench.isolate import Worker
 from bench.outcome import STATUSES, Outcome
+from bench.sweep import Plan, Summary, Sweep
 
-DEFAULT_TIME_CAP_S = 600.0
 ENVIRONMENT_TIMEOUT_S = 120.0
 ProgressCallback = Callable[[Case, Outcome], None]
 
 
-def sweep_cases(module: ModuleType, cfg: Any) -> list[Case]:
+def sweep_cases(sweep: Sweep, cfg: Any) -> list[Case]:
     """The sweep's cases in order; two cases with the same id are a sweep bug (``ConfigError``)."""
-    cases = list(module.cases(cfg))
+    cases = list(sweep.cases(cfg))
     seen: dict[str, Case] = {}
     for case in cases:
         if case.id in seen:
-            raise ConfigError(f"sweep {module.NAME!r} yields the same case twice: {case.as_dict()}")
+            raise ConfigError(f"sweep {sweep.name!r} yields the same case twice: {case.as_dict()}")
         seen[case.id] = case
     return cases
 
 
-def seeds_of(cfg: Any) -> list[int]:
-    """The seeds a config declares (``seeds`` or ``seed``), for the manifest."""
-    seeds = getattr(cfg, "seeds", None)
-    if seeds is None:
-        seed = getattr(cfg, "seed", None)
-        seeds = () if seed is None else (seed,)
-    return list(seeds)
-
-
-def _progress_bar(enabled: bool | None, total: int, done: int, desc: str):
+def _progress_bar(enabled: bool | None, total: int | None, done: int, desc: str):
     """A tqdm bar on stderr; ``enabled=None`` means only when stderr is a terminal."""
     from tqdm import tqdm
 
@@ -58,127 +51,166 @@ def _environment(worker: Worker, device: str) -> dict[str, Any]:
     return outcome.metrics
 
 
-def _calibration(worker: Worker, module: ModuleType, cfg: Any) -> dict[str, Any]:
-    """Machine constants a sweep declares (``CALIBRATION = "module:function"``, e.g. the GEMM peak), measured
-    in the same worker child as the cases and stored in the manifest."""
-    target = getattr(module, "CALIBRATION", None)
-    if target is None:
+def _calibration(worker: Worker, sweep: Sweep, cfg: Any) -> dict[str, Any]:
+    """Machine constants a sweep declares (``calibration``, e.g. the GEMM peak), measured in the same worker
+    child as the cases and stored in the manifest."""
+    if sweep.calibration is None:
         return {}
-    case = Case.make("calibration", device=getattr(cfg, "device", "cpu"), threads=getattr(cfg, "threads", 1))
-    outcome = worker.run(target, case, ENVIRONMENT_TIMEOUT_S)
+    case = Case.make("calibration", device=cfg.run_device, threads=cfg.threads)
+    outcome = worker.run(sweep.calibration, case, ENVIRONMENT_TIMEOUT_S)
     if outcome.status != "ok":
-        raise RuntimeError(f"calibration {target} failed: {outcome.status}: {outcome.error}")
+        raise RuntimeError(f"calibration {sweep.calibration} failed: {outcome.status}: {outcome.error}")
     return outcome.metrics
 
 
-def _run_cases(worker: Worker, target: str, cases: Iterable[Case], time_cap_s: float, writer: store.RunWriter,
-               bar, callback: ProgressCallback | None, fresh_for: Callable[[Case], bool] = lambda case: False) -> None:
-    """Execute and write each case in turn (in a child of its own where ``fresh_for(case)``)."""
-    for case in cases:
-        _record(writer, bar, callback, case, worker.run(target, case, time_cap_s, fresh=fresh_for(case)))
+class _Workers:
+    """Worker children by memory cap, started on first use (an adaptive sweep may need two caps), plus the extra
+    workers of a parallel sweep; ``close`` ends them all."""
+
+    def __init__(self, threads: int | None, device: str):
+        self.threads, self.device = threads, device
+        self._by_cap: dict[int | None, Worker] = {}
+        self._extra: list[Worker] = []
+
+    def _new(self, cap: int | None) -> Worker:
+        return Worker.for_device(self.device, self.threads, cap)
+
+    def get(self, cap: int | None) -> Worker:
+        if cap not in self._by_cap:
+            self._by_cap[cap] = self._new(cap)
+        return self._by_cap[cap]
+
+    def spawn(self, cap: int | None) -> Worker:
+        """A worker beside the pooled ones."""
+        self._extra.append(self._new(cap))
+        return self._extra[-1]
+
+    def close(self) -> None:
+        for worker in [*self._by_cap.values(), *self._extra]:
+            worker.close()
 
 
-def _run_parallel(workers: list[Worker], target: str, cases: list[Case], time_cap_s: float,
-                  writer: store.RunWriter, bar, callback: ProgressCallback | None,
-                  fresh_for: Callable[[Case], bool] = lambda case: False) -> None:
-    """Several workers take cases from one queue; rows are written (in completion order) under a lock.
+class _Recorder:
+    """Writes each finished case (or summary) and advances the bar and the progress callback."""
 
-    Only for sweeps whose metrics do not depend on the machine being otherwise idle (``PARALLEL = True``:
-    training and approximation sweeps); timing sweeps always run one case at a time.
-    """
-    import threading
+    def __init__(self, writer: store.RunWriter, bar, callback: ProgressCallback | None):
+        self.writer, self.bar, self.callback = writer, bar, callback
 
-    lock, stop = threading.Lock(), threading.Event()
-    pending = iter(cases)
-    errors: list[BaseException] = []
+    def __call__(self, case: Case, outcome: Outcome, kind: str = "row") -> None:
+        self.writer.write(case, outcome, kind=kind)
+        if kind != "row":
+            return
+        self.bar.set_postfix_str(f"{outcome.status} {outcome.wall_s:.1f}s", refresh=False)
+        self.bar.update(1)
+        if self.callback is not None:
+            self.callback(case, outcome)
 
-    def loop(worker: Worker) -> None:
+
+def _drive(plan: Plan, run_one: Callable[[Case], Outcome], record: _Recorder) -> None:
+    """Run a plan to its end: each yielded case is executed, recorded and its outcome sent back; each yielded
+    ``Summary`` is written as its own kind."""
+    outcome: Outcome | None = None
+    while True:
         try:
-            while not stop.is_set():
-                with lock:
-                    case = next(pending, None)
-                if case is None:
-                    return
-                outcome = worker.run(target, case, time_cap_s, fresh=fresh_for(case))
-                if stop.is_set():
-                    return
-                with lock:
-                    _record(writer, bar, callback, case, outcome)
-        except BaseException as exc:  # surfaced in the main thread
-            errors.append(exc)
-            stop.set()
-
-    threads = [threading.Thread(target=loop, args=(w,), daemon=True) for w in workers]
-    for t in threads:
-        t.start()
-    try:
-        for t in threads:
-            while t.is_alive():
-                t.join(timeout=0.2)
-    except KeyboardInterrupt:
-        stop.set()
-        for w in workers:
-            w.close()
-        raise
-    if errors:
-        raise errors[0]
+            item = plan.send(outcome)
+        except StopIteration:
+            return
+        if isinstance(item, Summary):
+            record(item.case, item.outcome, kind=item.kind)
+            outcome = None
+        else:
+            outcome = run_one(item)
+            record(item, outcome)
 
 
-def _record(writer: store.RunWriter, bar, callback: ProgressCallback | None, case: Case, outcome: Outcome) -> None:
-    writer.write(case, outcome)
-    bar.set_postfix_str(f"{outcome.status} {outcome.wall_s:.1f}s", refresh=False)
-    bar.update(1)
-    if callback is not None:
-        callback(case, outcome)
+def _fixed(cases: Iterable[Case]) -> Plan:
+    """A fixed case list as a plan that ignores the outcomes."""
+    for case in cases:
+        yield case
 
 
-def run_sweep(module: ModuleType, cfg: Any, *, profile: str, out_dir: str | Path = "results/runs",
-              resume: bool = False, device: str = "cpu", threads: int | None = None,
-              progress: bool | ProgressCallback | None = None, extra_manifest: dict[str, Any] | None = None,
-              mem_cap_bytes: int | None = None) -> Path:
-    """Run every case of ``module`` (``NAME``, ``cases(cfg)``, ``execute(case)``) and return the results path.
+def _run_parallel(workers: list[Worker], run_on: Callable[[Worker, Case], Outcome], cases: list[Case],
+                  record: _Recorder) -> None:
+    """Several workers take cases from one queue; rows are written in completion order, by this thread.
 
-    Each case runs as ``f"{module.__name__}:execute"`` in a capped child: time cap ``cfg.time_cap_s`` (else
-    ``DEFAULT_TIME_CAP_S``), memory cap ``mem_cap_bytes`` (else ``cfg.mem_cap_bytes``, else the Worker's
-    default; no address-space cap on CUDA). ``resume`` skips case ids already in the file and appends a new
-    segment; otherwise the file is rewritten. ``progress``: None shows a bar when stderr is a terminal, a bool
-    forces it, a callable ``(case, outcome)`` is called after each written row (and no bar is shown).
-    A sweep that sets ``PARALLEL = True`` runs ``cfg.jobs`` workers at once (rows in completion order); one that
-    defines ``fresh_child(cfg, case) -> bool`` runs the cases it names each in a new child process.
+    Only for sweeps whose metrics do not depend on the machine being otherwise idle (``Sweep.parallel``: training
+    and approximation sweeps); timing sweeps always run one case at a time. Ctrl-C stops the workers (their
+    children killed), keeps every written row and re-raises.
     """
-    path = store.results_path(out_dir, module.NAME, profile, device)
-    cases = sweep_cases(module, cfg)
+    idle: queue.SimpleQueue[Worker] = queue.SimpleQueue()
+    for worker in workers:
+        idle.put(worker)
+
+    def task(case: Case) -> tuple[Case, Outcome]:
+        worker = idle.get()
+        try:
+            return case, run_on(worker, case)
+        finally:
+            idle.put(worker)
+
+    pool = ThreadPoolExecutor(max_workers=len(workers))
+    futures = [pool.submit(task, case) for case in cases]
+    try:
+        for future in as_completed(futures):
+            record(*future.result())
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.close()
+        raise
+    pool.shutdown()
+
+
+def run_sweep(sweep: Sweep, cfg: Any, *, profile: str, out_dir: str | Path = "results/runs",
+              resume: bool = False, threads: int | None = None, progress: bool | ProgressCallback | None = None,
+              extra_manifest: dict[str, Any] | None = None, mem_cap_bytes: int | None = None) -> Path:
+    """Run every case of ``sweep`` under ``cfg`` (or its adaptive plan) and return the results path.
+
+    Each case runs as ``sweep.target`` in a capped child: time cap ``cfg.time_cap_s``, memory cap
+    ``mem_cap_bytes`` if given, else ``sweep.mem_cap(cfg, case)`` (default ``cfg.mem_cap_bytes``; None: the
+    Worker's default; no address-space cap on CUDA). ``resume`` skips case ids already in the file and appends a
+    new segment; otherwise the file is rewritten. ``progress``: None shows a bar when stderr is a terminal, a bool
+    forces it, a callable ``(case, outcome)`` is called after each written row (and no bar is shown).
+    """
+    device = cfg.run_device
+    path = store.results_path(out_dir, sweep.name, profile, device)
     done = store.finished_case_ids(path) if resume else set()
-    todo = [c for c in cases if c.id not in done]
+    cases = None if sweep.plan else sweep_cases(sweep, cfg)
+    todo = None if cases is None else [c for c in cases if c.id not in done]
     callback = progress if callable(progress) else None
-    time_cap_s = float(getattr(cfg, "time_cap_s", None) or DEFAULT_TIME_CAP_S)
-    cap = mem_cap_bytes if mem_cap_bytes is not None else getattr(cfg, "mem_cap_bytes", None)
-    jobs = int(getattr(cfg, "jobs", 1)) if getattr(module, "PARALLEL", False) else 1
-    chooser = getattr(module, "fresh_child", None)
-    fresh_for = (lambda case: bool(chooser(cfg, case))) if chooser else (lambda case: False)
-    with Worker.for_device(device, threads, cap) as worker:
-        record = store.manifest(sweep=module.NAME, profile=profile, device=device, config=cfg, seeds=seeds_of(cfg),
-                                env=_environment(worker, device), allocator=worker.allocator,
-                                extra={"mem_cap_bytes": worker.mem_cap_bytes, "time_cap_s": time_cap_s,
-                                       **_calibration(worker, module, cfg), **(extra_manifest or {})})
-        bar = _progress_bar(None if progress is None else bool(progress) and not callback,
-                            len(cases), len(cases) - len(todo), module.NAME)
-        with store.RunWriter(path, record, resume=resume) as writer, bar:
+    workers = _Workers(threads, device)
+
+    def cap_of(case: Case) -> int | None:
+        return mem_cap_bytes if mem_cap_bytes is not None else sweep.mem_cap(cfg, case)
+
+    def run_on(worker: Worker, case: Case) -> Outcome:
+        return worker.run(sweep.target, case, cfg.time_cap_s, fresh=sweep.fresh_child(cfg, case))
+
+    try:
+        first = workers.get(mem_cap_bytes if mem_cap_bytes is not None else cfg.mem_cap_bytes)
+        record = store.manifest(sweep=sweep.name, profile=profile, device=device, config=cfg, seeds=cfg.seed_list,
+                                env=_environment(first, device), allocator=first.allocator,
+                                extra={"mem_cap_bytes": first.mem_cap_bytes, "time_cap_s": cfg.time_cap_s,
+                                       **_calibration(first, sweep, cfg), **sweep.manifest(cfg),
+                                       **(extra_manifest or {})})
+        total = None if cases is None else len(cases)
+        bar = _progress_bar(None if progress is None else bool(progress) and not callback, total,
+                            len(done) if cases is None else len(cases) - len(todo), sweep.name)
+        with store.RunWriter(path, record, resume=resume, metrics=sweep.metrics) as writer, bar:
+            recorder = _Recorder(writer, bar, callback)
             try:
-                target = f"{module.__name__}:execute"
-                if jobs > 1 and len(todo) > 1:
-                    extra = [Worker.for_device(device, threads, cap) for _ in range(jobs - 1)]
-                    try:
-                        _run_parallel([worker, *extra], target, todo, time_cap_s, writer, bar, callback, fresh_for)
-                    finally:
-                        for w in extra:
-                            w.close()
+                if todo is not None and sweep.jobs(cfg) > 1 and len(todo) > 1:
+                    pool = [first, *(workers.spawn(first.mem_cap_bytes) for _ in range(sweep.jobs(cfg) - 1))]
+                    _run_parallel(pool, run_on, todo, recorder)
                 else:
-                    _run_cases(worker, target, todo, time_cap_s, writer, bar, callback, fresh_for)
+                    plan = _fixed(todo) if todo is not None else sweep.plan(cfg, done)
+                    _drive(plan, lambda case: run_on(workers.get(cap_of(case)), case), recorder)
             except KeyboardInterrupt:
                 bar.write(f"interrupted: {path} holds every finished case; rerun with resume to go on",
                           file=sys.stderr)
                 raise
+    finally:
+        workers.close()
     return path
 
 

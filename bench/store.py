@@ -1,10 +1,17 @@
 """Results on disk: ``results/runs/<sweep>-<profile>-<device>.jsonl``, append-only JSON lines.
 
 A file holds one or more segments. A segment starts with a manifest line (``kind="manifest"``: run id, git sha,
-torch, threads, allocator policy, config, ...) and continues with one line per finished case (``kind="row"``:
-case id, case params, status, one-line error, wall seconds, metrics). A fresh run truncates the file; a resumed
-run appends a new segment. Every line is flushed and fsync'ed as it is written, so a killed run loses at most the
+torch, threads, allocator policy, config, ``schema_version``, ...) and continues with one line per finished case
+(``kind="row"``) or summary a sweep found (``kind="limit"``). The row schema: the ``COMMON_COLUMNS`` (kind, run id,
+sweep, case id, status, one-line error, wall seconds), the case's params (``variant``, ``T`` for the sequence
+length, ``seed``, ...) and the metric columns the sweep declares (``Sweep.metrics``); a record missing a common
+column, or with an undeclared metric, is a sweep bug and raises on write.
+
+A fresh run truncates the file; a resumed run appends a new segment. Every line is flushed and fsync'ed as it is written, so a killed run loses at most the
 line it was writing, and a truncated last line is skipped when reading. Units are SI base units: s, bytes, FLOPs.
+
+Old files are migrated on read (``migrate``), not rewritten: before schema 2 a limit found was a ``kind="row"``
+record of the limits sweep with the sentinel ``T == 0``; it reads as ``kind="limit"`` without ``T``.
 """
 from __future__ import annotations
 
@@ -17,13 +24,16 @@ import sys
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Collection, Iterable, Iterator
 
 from bench.outcome import Outcome
 
-ROW_FIELDS = ("run_id", "sweep", "case_id", "status", "error", "wall_s")
+SCHEMA_VERSION = 2
+KINDS = ("row", "limit")  # the kinds of record that hold results (besides the segment's "manifest")
+COMMON_COLUMNS = ("kind", "run_id", "sweep", "case_id", "status", "error", "wall_s")
+ROW_FIELDS = COMMON_COLUMNS[1:]  # the common columns of the loaded frame (``kind`` is added there per record)
 SEGMENT_FIELDS = ("run_id", "git_sha", "device", "device_name", "threads", "profile")
-STRING_COLUMNS = ("run_id", "sweep", "case_id", "status", "error", "git_sha", "device", "device_name", "profile")
+STRING_COLUMNS = ("kind", "run_id", "sweep", "case_id", "status", "error", "git_sha", "device", "device_name", "profile")
 MANIFEST_COLUMNS = ("run_id", "sweep", "profile", "utc_start", "git_sha", "git_dirty", "torch", "device",
                     "device_name", "threads")
 _ROOT = Path(__file__).resolve().parents[1]
@@ -110,7 +120,8 @@ def manifest(*, sweep: str, profile: str, device: str, config: Any = None, seeds
               "utc_start": datetime.now(timezone.utc).isoformat(timespec="seconds"), "git_sha": sha,
               "git_dirty": dirty, "torch": env["torch"], "parallel_info": env["parallel_info"], "device": device,
               "device_name": env["device_name"], "threads": env["threads"], "seeds": list(seeds),
-              "allocator": dict(allocator or {}), "config": config_dict(config), "python": sys.version.split()[0]}
+              "allocator": dict(allocator or {}), "config": config_dict(config), "python": sys.version.split()[0],
+              "schema_version": SCHEMA_VERSION}
     record.update(extra or {})
     return record
 
@@ -127,17 +138,27 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
-def row_record(run_id: str, case: Any, outcome: Outcome) -> dict[str, Any]:
-    """One row line; a metric named like a case param or a row field is a sweep bug and raises ``ValueError``."""
+def row_record(run_id: str, case: Any, outcome: Outcome, *, kind: str = "row",
+               metrics: Collection[str] | None = None) -> dict[str, Any]:
+    """One result line. A case param named like a common column, a metric named like either, a metric not in
+    ``metrics`` (when given), or a missing common column is a sweep bug and raises ``ValueError``."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown record kind {kind!r}; known: {', '.join(KINDS)}")
     params = case.as_dict()
-    reserved = sorted(set(params) & {"kind", *ROW_FIELDS})
+    reserved = sorted(set(params) & set(COMMON_COLUMNS))
     if reserved:
         raise ValueError(f"case params {reserved} of sweep {case.sweep!r} shadow row fields; rename them")
-    record = {"kind": "row", "run_id": run_id, "sweep": case.sweep, "case_id": case.id, **params,
+    record = {"kind": kind, "run_id": run_id, "sweep": case.sweep, "case_id": case.id, **params,
               "status": outcome.status, "error": outcome.error, "wall_s": float(outcome.wall_s)}
     clash = sorted(set(outcome.metrics) & (set(record) | set(params)))
     if clash:
         raise ValueError(f"metrics {clash} collide with row fields or case params of sweep {case.sweep!r}")
+    undeclared = sorted(set(outcome.metrics) - set(metrics)) if metrics is not None else []
+    if undeclared:
+        raise ValueError(f"metrics {undeclared} are not declared in sweep {case.sweep!r}'s Sweep(metrics=...)")
+    missing = [c for c in COMMON_COLUMNS if record[c] is None and c != "error"]
+    if missing:
+        raise ValueError(f"record of sweep {case.sweep!r} has no {missing}")
     record.update(outcome.metrics)
     return record
 
@@ -153,11 +174,14 @@ def _cut_partial_line(path: Path) -> None:
 class RunWriter:
     """Writes one segment: the manifest on open, then ``write(case, outcome)`` per finished case.
 
-    ``resume=False`` truncates ``path``; ``resume=True`` appends a new segment to it.
+    ``resume=False`` truncates ``path``; ``resume=True`` appends a new segment to it. ``metrics``: the metric
+    columns the sweep declares (every other metric raises on write).
     """
 
-    def __init__(self, path: str | Path, manifest_record: dict[str, Any], *, resume: bool = False):
+    def __init__(self, path: str | Path, manifest_record: dict[str, Any], *, metrics: Collection[str],
+                 resume: bool = False):
         self.path = Path(path)
+        self.metrics = frozenset(metrics)
         self.run_id = manifest_record["run_id"]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume and self.path.exists():
@@ -170,9 +194,9 @@ class RunWriter:
         self._fh.flush()
         os.fsync(self._fh.fileno())
 
-    def write(self, case: Any, outcome: Outcome) -> dict[str, Any]:
-        """Append and sync one row; returns the record written."""
-        record = row_record(self.run_id, case, outcome)
+    def write(self, case: Any, outcome: Outcome, kind: str = "row") -> dict[str, Any]:
+        """Append and sync one record (a row, or a summary of another ``kind``); returns the record written."""
+        record = row_record(self.run_id, case, outcome, kind=kind, metrics=self.metrics)
         self._write(record)
         return record
 
@@ -189,8 +213,17 @@ class RunWriter:
 # ----------------------------------------------------------------------------------------------------------------
 # Reading.
 
+def migrate(record: dict[str, Any]) -> dict[str, Any]:
+    """A record of an older schema as the current one: a limit found (limits sweep, ``T == 0``) -> kind "limit"."""
+    if record.get("kind") == "row" and record.get("sweep") == "limits" and record.get("T") == 0:
+        record = {k: v for k, v in record.items() if k != "T"}
+        record["kind"] = "limit"
+    return record
+
+
 def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Every record of a results file; an unparsable LAST line is skipped, one elsewhere raises ``ValueError``."""
+    """Every record of a results file (migrated); an unparsable LAST line is skipped, one elsewhere raises
+    ``ValueError``."""
     with open(path, encoding="utf-8") as fh:
         lines = fh.read().split("\n")
     while lines and not lines[-1].strip():
@@ -199,18 +232,20 @@ def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            yield json.loads(line)
+            record = json.loads(line)
         except json.JSONDecodeError:
             if number == len(lines):
                 return
             raise ValueError(f"{path}:{number}: corrupt results line") from None
+        yield migrate(record)
 
 
 def finished_case_ids(path: str | Path) -> set[str]:
-    """Case ids that already have a row in ``path`` (any status); empty if the file does not exist."""
+    """Case ids that already have a record in ``path`` (a row of any status, or a summary); empty if the file does
+    not exist."""
     if not Path(path).exists():
         return set()
-    return {r["case_id"] for r in read_records(path) if r.get("kind") == "row"}
+    return {r["case_id"] for r in read_records(path) if r.get("kind") in KINDS}
 
 
 def _paths(paths: str | Path | Iterable[str | Path] | None, root: str | Path) -> list[Path]:
@@ -221,14 +256,14 @@ def _paths(paths: str | Path | Iterable[str | Path] | None, root: str | Path) ->
     return [Path(p) for p in paths]
 
 
-def _rows_with_segment(path: Path) -> Iterator[dict[str, Any]]:
-    """Rows of one file, each carrying its segment's manifest fields."""
+def _rows_with_segment(path: Path, kinds: Collection[str]) -> Iterator[dict[str, Any]]:
+    """Records of the given kinds in one file, each carrying its segment's manifest fields."""
     segment: dict[str, Any] = {}
     for record in read_records(path):
-        kind = record.pop("kind", None)
+        kind = record.get("kind")
         if kind == "manifest":
             segment = {k: record.get(k) for k in SEGMENT_FIELDS}
-        elif kind == "row":
+        elif kind in kinds:
             yield {**record, **{k: v for k, v in segment.items() if k != "run_id"}}
 
 
@@ -247,16 +282,18 @@ def _typed(frame, columns: Iterable[str]):
     return frame
 
 
-def load(paths: str | Path | Iterable[str | Path] | None = None, root: str | Path = "results/runs"):
-    """All rows of the given files (default: every ``*.jsonl`` under ``root``) as one tidy DataFrame.
+def load(paths: str | Path | Iterable[str | Path] | None = None, root: str | Path = "results/runs",
+         kinds: Collection[str] = KINDS):
+    """The records of ``kinds`` (default: rows and limits) of the given files (default: every ``*.jsonl`` under
+    ``root``) as one tidy DataFrame; select one kind with ``df[df["kind"] == "limit"]`` or ``kinds=("row",)``.
 
-    Columns: the row fields, every case param and metric, and the segment's run_id, git_sha, device,
+    Columns: ``kind``, the row fields, every case param and metric, and the segment's run_id, git_sha, device,
     device_name, threads and profile. No files → an empty frame with the fixed columns, well typed.
     """
     import pandas as pd
 
-    rows = [row for path in _paths(paths, root) for row in _rows_with_segment(path)]
-    fixed = ROW_FIELDS + tuple(c for c in SEGMENT_FIELDS if c not in ROW_FIELDS)
+    rows = [row for path in _paths(paths, root) for row in _rows_with_segment(path, kinds)]
+    fixed = COMMON_COLUMNS + tuple(c for c in SEGMENT_FIELDS if c not in COMMON_COLUMNS)
     frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=list(fixed))
     return _typed(frame, fixed)
 

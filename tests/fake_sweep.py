@@ -6,7 +6,8 @@ import signal
 import time
 from dataclasses import dataclass
 
-from bench.config import Case
+from bench.config import Case, RunConfig
+from bench.sweep import Sweep
 
 NAME = "fake"
 MiB = 1 << 20
@@ -14,10 +15,15 @@ PROBE_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
-class Config:
-    kinds: tuple[str, ...] = ("ok", "ok", "ok")
-    time_cap_s: float = 30.0
-    seed: int = 0
+class Config(RunConfig):
+    kinds: tuple[str, ...] = ("ok", "ok", "ok")  # how each case ends, in order
+    time_cap_s: float = 30.0  # seconds one case may run
+    seed: int = 0  # unused: a seed field like a real sweep's
+    jobs: int = 1  # workers at once when the sweep is parallel
+
+    @property
+    def seed_list(self) -> list[int]:
+        return [self.seed]
 
 
 PROFILES = {"quick": Config()}
@@ -120,3 +126,7 @@ KINDS = {"ok": _ok, "oom": _oom, "sleep": _sleep, "sigkill": _sigkill, "unsuppor
 
 def execute(case: Case) -> dict:
     return KINDS[case["variant"]](case)
+
+
+SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute,
+              metrics=("value", "pid", "peak_bytes", "mapped", "retained", "nested", "still_mapped"))

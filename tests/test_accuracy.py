@@ -1,6 +1,8 @@
 """bench.sweeps.accuracy: the grid, one tiny executed case, validation, the causal posing, and the summary."""
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 import numpy as np
@@ -59,7 +61,7 @@ def test_execute_tiny_case_returns_documented_metrics():
 
 
 def test_non_causal_variant_on_causally_posed_task_is_unsupported():
-    cfg = accuracy.Config(**{**accuracy.config_dict(TINY), "variants": ("low_rank_linformer",),
+    cfg = accuracy.Config(**{**dataclasses.asdict(TINY), "variants": ("low_rank_linformer",),
                              "bidirectional": False})
     (case,) = accuracy.cases(cfg)
     assert case["causal"] is True

@@ -2,6 +2,8 @@
 low-entropy, the grid is what the docs say, and bad configs are ConfigErrors. execute() runs in-process here."""
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from collections import Counter
 
@@ -31,7 +33,7 @@ def mean_error(variant: str, budgets, seeds=range(3), **kw) -> list[float]:
 # ------------------------------------------------------------------------------------------------ exactness
 
 def exact_limit_cases():
-    cfg = A.Config(**{**A.asdict(SMALL), "variants": tuple(variants.names())})
+    cfg = A.Config(**{**dataclasses.asdict(SMALL), "variants": tuple(variants.names())})
     return [c for c in A.cases(cfg) if A.exactness(c)["at_exact_limit"]]
 
 

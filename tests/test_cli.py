@@ -50,3 +50,21 @@ def test_sweep_names_accept_hyphens():
     from bench import sweeps
 
     assert sweeps.get("data-scaling") is sweeps.get("data_scaling")
+
+
+def test_run_sweep_help_lists_its_fields_from_the_config(capsys):
+    """``run SWEEP --help``: every Config field as --flag, type, the chosen profile's default and one line of doc."""
+    import dataclasses
+
+    from bench import sweeps
+
+    assert cli.main(["run", "efficiency", "--profile=full", "--help"]) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.strip().startswith("--fresh-child-min-t "))
+    assert line.split()[1:3] == ["int", "32768"] and "child" in line.split(None, 3)[3]
+    for name in sweeps.names():
+        sweep = sweeps.get(name)
+        text = cli.sweep_help(sweep, "quick")
+        for field in dataclasses.fields(sweep.config):
+            row = next(l for l in text.splitlines() if l.strip().startswith(f"--{field.name.replace('_', '-')} "))
+            assert len(row.split(None, 3)) == 4, f"{name}: --{field.name} has no doc (a trailing # comment)"

@@ -140,7 +140,7 @@ def test_sweeps_run_end_to_end_on_cuda(tmp_path):
 
     cfg = efficiency.Config(variants=("full_sdpa", "linear_elu"), seq_lens=(256, 512), phases=("forward",),
                             causal=(False,), device="cuda", threads=1, min_run_time=0.05)
-    path = run_sweep(efficiency, cfg, profile="quick", out_dir=tmp_path, device="cuda", progress=False)
+    path = run_sweep(efficiency.SWEEP, cfg, profile="quick", out_dir=tmp_path, progress=False)
     df, manifests = store.load(path), store.load_manifests(path)
     assert (df["status"] == "ok").all() and len(df) == 4
     assert manifests["device_name"].iloc[0] == torch.cuda.get_device_name(0)
@@ -148,9 +148,9 @@ def test_sweeps_run_end_to_end_on_cuda(tmp_path):
 
     lcfg = limits.Config(variants=("full_naive",), budgets=("memory",), device="cuda", mem_budget_bytes=256 * MiB,
                          start_t=1024, max_t=1 << 16, bisect_steps=2, threads=1)
-    lpath = limits.run(lcfg, profile="quick", out_dir=tmp_path)
+    lpath = run_sweep(limits.SWEEP, lcfg, profile="quick", out_dir=tmp_path, progress=False)
     rows = store.load(lpath)
-    found = rows[rows["T"] == 0].iloc[0]
+    found = rows[rows["kind"] == "limit"].iloc[0]
     assert found["status"] == "ok" and 1024 <= found["max_fit_t"] < found["min_fail_t"] <= 1 << 16
     # full_naive's scores alone are 4·4·T² bytes: 256 MiB fits T = 4096 at most
     assert found["max_fit_t"] <= 4096 and found["min_fail_why"] in ("over budget", "oom")

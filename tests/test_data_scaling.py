@@ -29,7 +29,7 @@ def test_training_sets_are_nested_prefixes_and_the_test_set_is_shared(task):
 
 
 def test_cases_cover_the_grid_once_each():
-    cases = sweep_cases(ds, QUICK)  # raises on a duplicate case id
+    cases = sweep_cases(ds.SWEEP, QUICK)  # raises on a duplicate case id
     assert len(cases) == len(QUICK.tasks) * len(QUICK.models) * len(QUICK.sizes) * len(QUICK.seeds)
     assert {c["data_seed"] for c in cases} == {QUICK.data_seed}
     steps = {c["task"]: c["steps"] for c in cases}

@@ -85,7 +85,7 @@ def test_transfer_sets_are_prefixes_of_the_teachers_pool():
 
 
 def test_cases_are_unique_and_seeds_come_first():
-    cases = sweep_cases(dist, dist.PROFILES["quick"])
+    cases = sweep_cases(dist.SWEEP, dist.PROFILES["quick"])
     seeds = [c["seed"] for c in cases]
     assert seeds == sorted(seeds)
 

@@ -45,13 +45,30 @@ def test_a_time_search_is_not_ended_by_the_memory_budgets_cap(tmp_path):
     """Time probes run under the worker's default cap: with a 64 MiB memory budget (probes capped at 96 MiB) the
     time search of linear_elu still goes past T = 65536, whose inputs alone take 192 MiB, without an oom."""
     from bench import store
+    from bench.run import run_sweep
     from bench.sweeps import limits
 
     cfg = limits.Config(variants=("linear_elu",), budgets=("time",), mem_budget_bytes=64 * 2**20,
                         time_budget_s=0.5, start_t=16384, max_t=2**17, threads=1, time_cap_s=60.0)
-    rows = store.load(limits.run(cfg, profile="quick", out_dir=tmp_path))
-    probes, found = rows[rows["T"] > 0], rows[rows["T"] == 0].iloc[0]
+    rows = store.load(run_sweep(limits.SWEEP, cfg, profile="quick", out_dir=tmp_path))
+    probes, found = rows[rows["kind"] == "row"], rows[rows["kind"] == "limit"].iloc[0]
     assert set(probes["status"]) == {"ok"}
     assert found["max_fit_t"] >= 65536 and found["min_fail_why"] in ("", "over budget")
     manifest = store.load_manifests(root=tmp_path).iloc[0]
     assert manifest["mem_cap_bytes"] == 96 * 2**20 and manifest["time_probe_mem_cap_bytes"] > 96 * 2**20
+
+
+def test_a_resumed_limits_run_skips_the_limits_it_found(tmp_path):
+    """run_sweep drives the limits plan: probes are rows, the limit is kind "limit", and resume skips it."""
+    from bench import store
+    from bench.run import run_sweep
+
+    cfg = limits.Config(variants=("linear_elu",), budgets=("memory",), mem_budget_bytes=256 * 2**20, start_t=256,
+                        max_t=512, grid=256, bisect_steps=0, threads=1, head_dim=16, time_cap_s=60.0)
+    path = run_sweep(limits.SWEEP, cfg, profile="quick", out_dir=tmp_path, progress=False)
+    rows = store.load(path)
+    assert list(rows["kind"]) == ["row", "row", "limit"] and list(rows["T"][:2]) == [256, 512]
+    assert rows["max_fit_t"].iloc[-1] == 512 and bool(rows["censored"].iloc[-1])
+    before = len(path.read_text().splitlines())
+    run_sweep(limits.SWEEP, cfg, profile="quick", out_dir=tmp_path, resume=True, progress=False)
+    assert len(path.read_text().splitlines()) == before + 1  # a new segment's manifest, nothing else

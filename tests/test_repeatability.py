@@ -45,7 +45,7 @@ def test_live_bytes_spread_separates_the_heap_layout_from_the_call():
 def test_each_repeat_runs_in_its_own_child(tmp_path):
     cfg = apply_overrides(rep.PROFILES["quick"], {"variants": "full_sdpa", "seq_lens": "256", "phases": "forward",
                                                   "min_run_time": "0.01", "threads": "1"})
-    path = run_sweep(rep, cfg, profile="quick", out_dir=tmp_path)
+    path = run_sweep(rep.SWEEP, cfg, profile="quick", out_dir=tmp_path)
     df = store.load(path)
     assert list(df["status"]) == ["ok", "ok"] and df["child_pid"].nunique() == 2
     assert (df["peak_bytes"] > 0).all() and "memory within 5%" in rep.summarize(df)

@@ -1,6 +1,8 @@
 """bench.run: a sweep through the isolated worker, findings as rows, resumable after an interrupt."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bench import store
@@ -14,7 +16,8 @@ MiB = 2**20
 
 def sweep(tmp_path, kinds, **kw):
     cfg = fake_sweep.Config(kinds=tuple(kinds), time_cap_s=kw.pop("time_cap_s", 30.0))
-    return run_sweep(fake_sweep, cfg, profile="quick", out_dir=tmp_path, threads=1, mem_cap_bytes=512 * MiB, **kw)
+    swp = kw.pop("swp", fake_sweep.SWEEP)
+    return run_sweep(swp, cfg, profile="quick", out_dir=tmp_path, threads=1, mem_cap_bytes=512 * MiB, **kw)
 
 
 def test_findings_are_rows_and_each_next_case_still_runs(tmp_path):
@@ -72,16 +75,9 @@ def test_resume_of_a_finished_run_runs_nothing_and_fresh_run_rewrites(tmp_path):
 
 
 def test_duplicate_cases_are_a_config_error(tmp_path):
-    class Dup:
-        NAME = "dup"
-        __name__ = "dup"
-
-        @staticmethod
-        def cases(cfg):
-            return list(fake_sweep.cases(cfg)) * 2
-
+    dup = dataclasses.replace(fake_sweep.SWEEP, name="dup", cases=lambda cfg: list(fake_sweep.cases(cfg)) * 2)
     with pytest.raises(ConfigError, match="same case twice"):
-        run_sweep(Dup, fake_sweep.Config(), profile="quick", out_dir=tmp_path)
+        run_sweep(dup, fake_sweep.Config(), profile="quick", out_dir=tmp_path)
 
 
 def test_summary_table_of_nothing():
@@ -89,25 +85,19 @@ def test_summary_table_of_nothing():
 
 
 def test_parallel_sweep_writes_every_case_once(tmp_path, monkeypatch):
-    """A PARALLEL sweep with jobs=2 runs its cases in two workers; each case is written exactly once."""
-    import fake_sweep
-
-    from bench import store
-    from bench.run import run_sweep
-
-    monkeypatch.setattr(fake_sweep, "PARALLEL", True, raising=False)
-    cfg = fake_sweep.Config(kinds=("ok",) * 6)
-    object.__setattr__(cfg, "jobs", 2)
-    path = run_sweep(fake_sweep, cfg, profile="par", out_dir=tmp_path, progress=False)
+    """A parallel sweep with jobs=2 runs its cases in two workers; each case is written exactly once."""
+    parallel = dataclasses.replace(fake_sweep.SWEEP, parallel=True)
+    cfg = fake_sweep.Config(kinds=("ok",) * 6, jobs=2)
+    path = run_sweep(parallel, cfg, profile="par", out_dir=tmp_path, progress=False)
     df = store.load(path)
     assert sorted(df["case_id"]) == sorted(c.id for c in fake_sweep.cases(cfg))
     assert set(df["status"]) == {"ok"}
 
 
-def test_a_sweep_names_the_cases_that_need_a_child_of_their_own(tmp_path, monkeypatch):
+def test_a_sweep_names_the_cases_that_need_a_child_of_their_own(tmp_path):
     """``fresh_child(cfg, case)`` True: that case runs in a child that ran nothing before it; the others share."""
-    monkeypatch.setattr(fake_sweep, "fresh_child", lambda cfg, case: case["i"] in (2, 3), raising=False)
-    df = store.load(sweep(tmp_path, ["ok"] * 5, progress=False)).sort_values("i")
+    fresh = dataclasses.replace(fake_sweep.SWEEP, fresh_child=lambda cfg, case: case["i"] in (2, 3))
+    df = store.load(sweep(tmp_path, ["ok"] * 5, progress=False, swp=fresh)).sort_values("i")
     pids = list(df["pid"])
     assert (df["status"] == "ok").all()
     assert pids[0] == pids[1] and len({pids[1], pids[2], pids[3]}) == 3 and pids[4] == pids[3]

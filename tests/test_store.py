@@ -11,6 +11,7 @@ from bench.config import Case
 from bench.measure import ALLOCATOR_POLICY
 from bench.outcome import Outcome
 
+METRICS = ("time_s", "peak_bytes", "x", "n")
 ENV = {"torch": "2.x", "parallel_info": "ATen/Parallel: test", "threads": 2, "device_name": "Test CPU"}
 
 
@@ -24,7 +25,7 @@ def case(i: int) -> Case:
 
 
 def write(path, n: int, *, resume=False, start=0, **extra):
-    with store.RunWriter(path, manifest(**extra), resume=resume) as writer:
+    with store.RunWriter(path, manifest(**extra), resume=resume, metrics=METRICS) as writer:
         for i in range(start, start + n):
             writer.write(case(i), Outcome("ok", {"time_s": 0.5 * i, "peak_bytes": 1024 * i}, "", 0.1))
         return writer.run_id
@@ -85,7 +86,7 @@ def test_load_is_one_tidy_typed_frame_across_files_and_segments(tmp_path):
     for col in ("run_id", "sweep", "case_id", "i", "variant", "status", "error", "wall_s", "time_s",
                 "peak_bytes", "git_sha", "device", "device_name", "threads", "profile"):
         assert col in df.columns
-    assert "kind" not in df.columns
+    assert (df["kind"] == "row").all()  # the record kind is a column: rows here, limits beside them elsewhere
     assert set(df.loc[df.i < 2, "run_id"]) >= {first} and second in set(df.run_id)
     assert pd.api.types.is_string_dtype(df.status) and pd.api.types.is_string_dtype(df.run_id)
     assert df.wall_s.dtype == "float64" and df.threads.dtype == "Int64"
@@ -109,6 +110,32 @@ def test_load_manifests_has_one_row_per_segment(tmp_path):
     assert frame.gemm_peak_flops.isna().tolist() == [True, False]
 
 
+def test_the_schema_is_checked_on_write(tmp_path):
+    """An undeclared metric, an unknown kind or a case param named like a common column is a sweep bug."""
+    with pytest.raises(ValueError, match="not declared"):
+        store.row_record("r", case(0), Outcome("ok", {"surprise": 1}), metrics=METRICS)
+    with pytest.raises(ValueError, match="unknown record kind"):
+        store.row_record("r", case(0), Outcome("ok", {}), kind="limits")
+    with pytest.raises(ValueError, match="shadow"):
+        store.row_record("r", Case.make("fake", wall_s=1), Outcome("ok", {}))
+    assert manifest()["schema_version"] == store.SCHEMA_VERSION
+
+
+def test_a_summary_has_its_own_kind_and_old_limit_rows_migrate_on_read(tmp_path):
+    """A limit is ``kind="limit"``; a schema-1 file's limit (a limits row with T == 0) reads the same way."""
+    path = tmp_path / "limits.jsonl"
+    found = Case.make("limits", variant="v", budget="memory")
+    with store.RunWriter(path, manifest(), metrics=("max_fit_t",)) as writer:
+        writer.write(Case.make("limits", variant="v", budget="memory", T=1024), Outcome("ok", {}))
+        writer.write(found, Outcome("ok", {"max_fit_t": 1024}), kind="limit")
+        writer._write({"kind": "row", "run_id": writer.run_id, "sweep": "limits", "case_id": "old", "variant": "w",
+                       "budget": "memory", "T": 0, "status": "ok", "error": "", "wall_s": 0.0, "max_fit_t": 512})
+    df = store.load(path)
+    assert list(df["kind"]) == ["row", "limit", "limit"] and df["T"].isna().tolist() == [False, True, True]
+    assert list(store.load(path, kinds=("limit",))["max_fit_t"]) == [1024, 512]
+    assert store.finished_case_ids(path) == {df["case_id"][0], found.id, "old"}
+
+
 def test_metrics_colliding_with_row_fields_are_refused(tmp_path):
     with pytest.raises(ValueError, match="collide"):
         store.row_record("r", case(0), Outcome("ok", {"status": 1}))
@@ -120,7 +147,7 @@ def test_numpy_scalars_and_tuples_are_written_as_json(tmp_path):
     import numpy as np
 
     path = tmp_path / "n.jsonl"
-    with store.RunWriter(path, manifest()) as writer:
+    with store.RunWriter(path, manifest(), metrics=METRICS) as writer:
         writer.write(Case.make("fake", lens=[1, 2]), Outcome("ok", {"x": np.float32(1.5), "n": np.int64(3)}))
     row = list(store.read_records(path))[1]
     assert (row["x"], row["n"], row["lens"]) == (1.5, 3, [1, 2])

@@ -1,22 +1,18 @@
-"""Sweeps: one module per question, named after the question.
+"""Sweeps: one module per question, named after the question, each exposing one ``SWEEP = bench.sweep.Sweep(...)``.
 
-Each sweep module defines:
-- ``NAME``: the name used on the command line and stored in every row's ``sweep`` column;
-- ``Config``: a frozen dataclass (typed fields, defaults) with an optional ``validate()`` raising ``ConfigError``;
-- ``PROFILES``: ``{"quick": Config(...), "full": Config(...)}``;
-- ``cases(cfg) -> Iterator[Case]``: the points to measure, in the order to run them;
-- ``execute(case) -> dict``: measures one case inside the isolated worker and returns its metrics (SI units).
-  Raise ``NotImplementedError`` for an unsupported combination; an out-of-memory error propagates as is.
-- optionally ``summarize(df) -> DataFrame``: the one-screen table printed at the end of a run.
+A sweep module defines its ``Config`` (a frozen dataclass extending ``bench.config.RunConfig``, one trailing
+comment per field: its ``--help`` line), ``PROFILES`` (``{"quick": Config(...), "full": Config(...)}``),
+``cases(cfg)`` and ``execute(case) -> dict`` (measures one case inside the isolated worker, SI units; raise
+``NotImplementedError`` for an unsupported combination), and declares the rest in its ``Sweep``.
 
 The registry below is explicit: add one line per new sweep.
 """
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
 
 from bench.config import ConfigError
+from bench.sweep import Sweep
 
 SWEEPS: dict[str, str] = {
     "efficiency": "bench.sweeps.efficiency",
@@ -34,11 +30,12 @@ MAIN_JOB: tuple[str, ...] = ("efficiency", "limits", "peers", "repeatability", "
                              "data_scaling", "distillation")
 
 
-def get(name: str) -> ModuleType:
-    name = name.replace("-", "_")  # `run data-scaling` and `run data_scaling` are the same sweep
+def get(name: str) -> Sweep:
+    """The registered sweep ``name`` (``run data-scaling`` and ``run data_scaling`` are the same sweep)."""
+    name = name.replace("-", "_")
     if name not in SWEEPS:
         raise ConfigError(f"unknown sweep {name!r}; known: {', '.join(sorted(SWEEPS)) or 'none'}")
-    return importlib.import_module(SWEEPS[name])
+    return importlib.import_module(SWEEPS[name]).SWEEP
 
 
 def names() -> list[str]:

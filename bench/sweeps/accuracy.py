@@ -1,40 +1,24 @@
-"""How does accuracy depend on sequence length T, per attention variant and task? (accuracy_vs_length)
+"""How does accuracy depend on sequence length T, per attention variant and task?
 
-Every variant × T × seed × task: one small Transformer (``variants.model``) per case, trained with
-``bench.train`` on a budget of steps, then scored on the held-out test split. Every variant gets the same model
-(d_model, layers, heads, token shift) and the same optimiser; they differ only in token mixing. Budgeted variants
-get the budgets below (``--window``, ``--linformer-k``, ``--landmarks``, ...), stored in each case as ``attn_*``;
-task knobs are stored as ``task_*`` (the task Config's own field names after the prefix).
-
-Causality (``--bidirectional``). MQAR and needle are posed causally by their generators, and Linformer and
-Nyströmformer cannot be causal. Both tasks score only a query's answer, which depends on the past alone, and
-nothing after a query carries it: in ``bench.tasks.mqar`` the token after a query is uniform filler (Zoology's
-causal layout puts the value there; ours does not), later queries are other keys, and the value shows up later
-only by chance (filler is uniform over the vocabulary); in ``bench.tasks.needle`` filler never uses value ids, so
-the needle's value occurs once. So these two tasks (``LEAK_FREE``) can be posed NON-causally without leaking the
-answer, and by default (``bidirectional=True``) they are, for EVERY variant alike, so low-rank variants are
-compared on the same footing. A sliding window's reach to the past is the same either way. ``bidirectional=False``
-keeps the tasks causal (as Zoology) and the non-causal variants' cases are recorded ``unsupported``. text_bytes
-(y[t] = x[t+1]) would leak, so it is always causal; listops and local_motif are non-causal classification.
-
-Metrics per case: test ``accuracy``, ``loss`` (nats), ``bits_per_byte`` (text_bytes), ``steps_to_target`` (first
-val eval at ``target_accuracy``; None = censored at the budget, with ``censored`` True), ``curve`` (compact
-[step, val acc, val loss] list), ``steps_run``, ``train_s``, ``n_params``.
+Every variant × T × seed × task: the same small Transformer (``variants.model``) per case, trained with
+``bench.train`` on a budget of steps and scored on the held-out test split; variants differ only in token mixing.
+Variant budgets are stored in each case as ``attn_*``, task knobs as ``task_*``. MQAR and needle (``LEAK_FREE``)
+are posed non-causally for every variant by default (``--bidirectional``), since nothing after a query leaks its
+answer; why that is safe, and the metrics: docs/sweeps.md#accuracy.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import variants
 from bench import tasks
-from bench.config import Case, ConfigError
+from bench.config import Case, ConfigError, RunConfig, require_nonempty, require_positive
+from bench.sweep import Sweep
 from bench.train import TrainConfig, model_config_for, train
 
 NAME = "accuracy"
-PARALLEL = True  # accuracy does not depend on an idle machine: `jobs` workers train cases side by side
-QUESTION = "accuracy_vs_length"
 LEAK_FREE = frozenset({"mqar", "needle"})  # causal tasks whose answers need only the past and nothing later leaks
 ATTN, TASK = "attn_", "task_"  # case-key prefixes of variant params and task knobs
 LENGTH_FIELD = {"listops": "max_len"}  # the task Config field that T sets (default "seq_len")
@@ -44,54 +28,55 @@ MODEL_FIELDS = ("d_model", "n_layers", "n_heads", "token_shift")
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(RunConfig):
     """The grid (tasks × seq_lens × variants × seeds) and everything held fixed across it."""
 
-    tasks: tuple[str, ...] = ("mqar",)
+    tasks: tuple[str, ...] = ("mqar",)  # mqar | needle | listops | text_bytes | local_motif
     variants: tuple[str, ...] = ()  # empty: every registered variant
-    seq_lens: tuple[int, ...] = (64, 128, 256)
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seq_lens: tuple[int, ...] = (64, 128, 256)  # T, sequence lengths (each task generated at T)
+    seeds: tuple[int, ...] = (0, 1, 2)  # model init, batch order and data seeds
     # training (bench.train.TrainConfig)
-    steps: int = 1000
-    batch_size: int = 32
-    lr: float = 3e-3  # 1e-3 left full attention below 0.15 on quick MQAR after 1500 steps; 1e-2 stalled
-    weight_decay: float = 0.1
-    warmup: int = 50
-    final_lr_frac: float = 1.0  # constant lr after warm-up: cosine decay to 0.1 within 1000 steps stalled MQAR
-    eval_every: int = 100
-    target_accuracy: float = 0.99
-    n_train: int = 16384
-    n_eval: int = 256
+    steps: int = 1000  # training steps (the budget; a run stops early at target_accuracy)
+    batch_size: int = 32  # sequences per training step
+    lr: float = 3e-3  # peak learning rate (AdamW)
+    weight_decay: float = 0.1  # AdamW weight decay
+    warmup: int = 50  # linear warm-up steps
+    final_lr_frac: float = 1.0  # lr after the cosine decay, as a fraction of the peak (1: constant)
+    eval_every: int = 100  # steps between validation evaluations
+    target_accuracy: float = 0.99  # validation accuracy that ends training early (steps_to_target)
+    n_train: int = 16384  # training examples
+    n_eval: int = 256  # validation and test examples each
     # model (variants.model.ModelConfig), the same for every variant
-    d_model: int = 64
-    n_layers: int = 2
-    n_heads: int = 2
-    token_shift: bool = True
+    d_model: int = 64  # model width
+    n_layers: int = 2  # Transformer layers
+    n_heads: int = 2  # attention heads per layer
+    token_shift: bool = True  # mix each token with its predecessor before attention
     bidirectional: bool = True  # pose LEAK_FREE tasks non-causally for every variant (see the module docstring)
     # task knobs
     n_pairs: int = 8  # mqar
-    mqar_vocab: int = 256
+    mqar_vocab: int = 256  # mqar vocabulary size
     distance: int = 40  # needle
-    n_values: int = 16
-    listops_depth: int = 10
-    listops_args: int = 10
+    n_values: int = 16  # needle: distinct values
+    listops_depth: int = 10  # listops: maximum nesting depth
+    listops_args: int = 10  # listops: maximum arguments per operator
     listops_min_frac: float = 0.5  # listops min_len = ceil(frac * T)
     motif_vocab: int = 16  # local_motif
-    motif_len: int = 3
-    motif_classes: int = 2
+    motif_len: int = 3  # local_motif: tokens per motif
+    motif_classes: int = 2  # local_motif: classes (motifs + none)
     text_pool_bytes: int = 2_000_000  # text_bytes
     # variant budgets
     window: int = 32  # sparse_window and sparse_bigbird one-sided reach
     bigbird_block: int = 16  # sparse_bigbird block_size = min(this, window)
-    linformer_k: int = 32
+    linformer_k: int = 32  # low_rank_linformer projected length k
     landmarks: int = 32  # low_rank_nystrom
     performer_features: int = 64  # linear_performer
-    threads: int = 1
+    threads: int = 1  # torch threads per worker child
     jobs: int = 2  # worker processes training at once (each with `threads` threads)
-    time_cap_s: float = 600.0
+    time_cap_s: float = 600.0  # seconds one case may run before its child is killed (status timeout)
 
     def validate(self) -> None:
         """Raise a one-line ConfigError on the first problem (names, grids, then every task Config per T)."""
+        super().validate()
         for name in self.tasks:
             tasks.get(name)
         for name in self.variants:
@@ -99,9 +84,7 @@ class Config:
                 variants.get(name)
             except variants.UnknownVariantError as exc:
                 raise ConfigError(str(exc)) from None
-        for label in ("tasks", "seq_lens", "seeds"):
-            if not getattr(self, label):
-                raise ConfigError(f"--{label.replace('_', '-')} must not be empty")
+        require_nonempty(self, ("tasks", "seq_lens", "seeds"))
         if any(t <= 0 for t in self.seq_lens):
             raise ConfigError(f"sequence lengths must be positive, got {self.seq_lens}")
         if any(s < 0 for s in self.seeds):
@@ -114,24 +97,22 @@ class Config:
     def _validate_numbers(self) -> None:
         """Training, model and budget numbers (the training ones through TrainConfig.validate)."""
         train_config(self, seed=0).validate()
-        for label in ("d_model", "n_layers", "n_heads", "window", "bigbird_block", "linformer_k", "landmarks",
-                      "performer_features", "threads"):
-            if getattr(self, label) < 1:
-                raise ConfigError(f"--{label.replace('_', '-')} must be >= 1, got {getattr(self, label)}")
+        require_positive(self, ("d_model", "n_layers", "n_heads", "window", "bigbird_block", "linformer_k",
+                                "landmarks", "performer_features", "jobs"))
         if self.d_model % self.n_heads:
             raise ConfigError(f"--d-model={self.d_model} is not divisible by --n-heads={self.n_heads}")
         if not 0.0 < self.listops_min_frac <= 1.0:
             raise ConfigError(f"--listops-min-frac must be in (0, 1], got {self.listops_min_frac}")
-        if not self.time_cap_s > 0:
-            raise ConfigError("--time-cap-s must be > 0")
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(self.seeds)
 
 
 QUICK_VARIANTS = ("full_sdpa", "sparse_window", "low_rank_linformer", "linear_elu")
 
 PROFILES = {
-    # 24 cases. Measured (threads=1, a shared 2-core AMD EPYC): ~32 ms CPU per step at T=64, 16 500 steps run in
-    # all (early stops included), 547 s of CPU summed over the cases: inside 10 minutes on an idle core, with
-    # ~9% margin. Full attention reaches 0.99 on MQAR only at ~900-1000 steps, so 1000 is the least budget.
+    # 24 cases, sized to fit the main job (the measurement: docs/sweeps.md#accuracy)
     "quick": Config(tasks=("mqar", "needle"), variants=QUICK_VARIANTS, seq_lens=(64,), seeds=(0, 1, 2),
                     steps=1000, time_cap_s=300.0),
     "full": Config(tasks=("mqar", "needle", "listops", "text_bytes", "local_motif"), seq_lens=(64, 128, 256, 512),
@@ -275,6 +256,8 @@ def summarize(df: Any) -> Any:
     return pd.DataFrame(rows)
 
 
-def config_dict(cfg: Config) -> dict[str, Any]:
-    """The config as a plain dict (for the manifest)."""
-    return asdict(cfg)
+
+SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute, parallel=True,
+              summarize=summarize,
+              metrics=("accuracy", "loss", "bits_per_byte", "steps_to_target", "censored", "curve", "steps_run",
+                       "train_s", "n_params"))

@@ -1,58 +1,24 @@
 """How far is each approximate variant's output from exact softmax attention, as a function of T and its budget r?
 
-No training: every case builds q, k, v from a seed, runs one variant forward (non-causal, no padding) and compares
-with ``variants.reference_attention`` computed in float64 on the very same inputs. Metrics per case: the relative
-Frobenius error ``‖out − ref‖ / ‖ref‖`` over the whole (B, H, T, D) output, the max absolute error, and the
-exact attention's mean row entropy (nats) and mean row max-probability, which quantify the input regime.
-
-Budgets r (``BUDGET_PARAM``): linear_performer ``n_features``, low_rank_linformer ``k``, low_rank_nystrom
-``landmarks``, sparse_window and sparse_bigbird ``window`` (BigBird's ``block_size`` is ``min(bigbird_block, r)``,
-its other params at their defaults). linear_elu has no budget: it is one case per T with ``budget = None``; it is a
-different kernel (elu(x)+1 feature map), not an approximation of softmax that converges as anything grows. Exact
-variants (full_*), when named explicitly, also run budgetless and show the rounding floor.
-
-Grid decisions:
-- Per T, the budgets are ``cfg.budgets`` restricted to r <= T, plus r = T itself (the exactness limit for the
-  sparse and Nyström variants). Budgets above T are skipped, not clamped: clamped, they would repeat the r = T
-  point (Nyström uses min(landmarks, T), a window >= T - 1 is already dense), and beyond T no variant is cheaper
-  than exact attention. Nyström landmarks above ``max_landmarks`` are skipped too: its m × m pseudo-inverse costs
-  8·pinv_iters·m³ FLOPs, ~10 minutes per case at m = 4096 in float64 on 2 cores.
-- low_rank_nystrom is swept over ``pinv_iters`` as well: the default 6 iterations of the paper's iteration do
-  not converge at m ~ T (relative error ~0.1–0.2 at landmarks = T), 30 do (~1e-12 in float64). Below m = T the
-  converged pseudo-inverse is much worse than 6 iterations (the landmark kernel A is ill-conditioned and the
-  truncated iteration acts as a regulariser), so both are kept.
-- low_rank_linformer's E, F are learned in a real model; here they are as initialised, i.i.d. N(0, 1/k) (random
-  Johnson–Lindenstrauss projections, drawn from the case seed), ``init = "normal"``. With ``identity_check`` one
-  extra case per (T, regime, seed) at k = T uses E = F = I (``init = "identity"``), exact by construction.
-- Random parts of the variants (Performer features, BigBird random blocks, Linformer projections) are drawn from
-  the case's seed, so the spread over seeds covers both the inputs and the variant's own randomness.
-- ``dtype`` is float64 by default, so the error is the approximation's alone: at the exactness limits it is
-  ~1e-13 (sparse, Nyström with converged pinv, Linformer identity). In float32 the limits sit at ~1e-7, except
-  Nyström's pseudo-inverse iteration, which floors at ~5e-5.
-
-Regimes (``REGIMES``): "random": q, k, v i.i.d. N(0, 1), exact attention is diffuse (entropy ≈ ln T − 0.5).
-In this regime the exact output is an average of many v rows, so its RMS (``ref_rms``) is small and a relative
-error above 1 is common. Performer's relative variance grows like exp(‖q‖²/√D + ‖k‖²/√D): with unit-normal q, k
-and D = 32 it does not converge for r <= T; ``input_scale`` (q and k multiplied, e.g. 0.4) moves into the range
-where its error falls like 1/√r.
-"peaked": the same draws with q multiplied by ``peak_scale`` (a softmax temperature 1/peak_scale); with the
-default 8 and D = 32 the exact rows have mean entropy ≈ 1 nat and mean max-probability ≈ 0.7 at T = 256..4096:
-near one-hot, at a random position. ``q_scale`` is stored in every case.
+No training: each case builds seeded q, k, v, runs one variant forward (non-causal, no padding) and compares it with
+``variants.reference_attention`` in float64 on the same inputs: relative and max error, and the exact attention's
+entropy and max-probability (the input regime). Budgets r set one parameter per variant (``BUDGET_PARAM``); per T
+the grid is r <= T plus r = T, the exactness limit. Grid decisions and the regimes: docs/sweeps.md#approximation.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import torch
 
 import variants
-from bench.config import Case, ConfigError
+from bench.config import Case, ConfigError, ShapeConfig
+from bench.sweep import Sweep
 from bench.measure import DTYPES, log2_grid, resolve_device
 
 NAME = "approximation"
-PARALLEL = True  # errors do not depend on an idle machine: `jobs` workers at once
 REGIMES = ("random", "peaked")
 LINFORMER_INITS = ("normal", "identity")
 
@@ -76,29 +42,28 @@ EXACT_LIMIT: dict[str, Callable[[Case], int | None]] = {
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(ShapeConfig):
     variants: tuple[str, ...] = ()  # empty: every registered variant whose spec is not exact
-    seq_lens: tuple[int, ...] = (256, 1024)
+    seq_lens: tuple[int, ...] = (256, 1024)  # T, sequence lengths
     budgets: tuple[int, ...] = log2_grid(8, 4096)  # shared r grid; per T only r <= T, plus r = T
-    regimes: tuple[str, ...] = REGIMES
-    seeds: tuple[int, ...] = (0, 1, 2)
+    regimes: tuple[str, ...] = REGIMES  # random | peaked inputs
+    seeds: tuple[int, ...] = (0, 1, 2)  # input and variant seeds
     pinv_iters: tuple[int, ...] = (6, 30)  # low_rank_nystrom only: the default 6, and converged
     max_landmarks: int = 2048  # low_rank_nystrom: larger budgets skipped (m³ pseudo-inverse)
     identity_check: bool = True  # low_rank_linformer: add k = T with E = F = I
     bigbird_block: int = 32  # sparse_bigbird block_size = min(bigbird_block, window)
     peak_scale: float = 8.0  # "peaked" regime: q multiplied by this
     input_scale: float = 1.0  # q and k multiplied by this in every regime (the Performer's convergence knob)
-    batch: int = 1
-    heads: int = 2
-    head_dim: int = 32
-    dtype: str = "float64"
-    device: str = "cpu"
-    threads: int = 1
+    heads: int = 2  # H, attention heads
+    head_dim: int = 32  # D, dims per head
+    dtype: str = "float64"  # float64: the error is the approximation's alone, not rounding
+    threads: int = 1  # torch threads per worker child
     jobs: int = 2  # worker processes at once (each with `threads` threads)
-    time_cap_s: float = 300.0
+    time_cap_s: float = 300.0  # seconds one case may run before its child is killed (status timeout)
 
     def validate(self) -> None:
         """Raise ConfigError on the first problem, in one line."""
+        super().validate()
         self._validate_names()
         self._validate_grids()
         self._validate_scalars()
@@ -112,12 +77,6 @@ class Config:
         unknown = sorted(set(self.regimes) - set(REGIMES))
         if unknown or not self.regimes:
             raise ConfigError(f"unknown or no regime(s) {', '.join(unknown)}; known: {', '.join(REGIMES)}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"unknown dtype {self.dtype!r}; known: {', '.join(DTYPES)}")
-        try:
-            resolve_device(self.device)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
 
     def _validate_grids(self) -> None:
         for label in ("seq_lens", "budgets", "pinv_iters"):
@@ -128,12 +87,16 @@ class Config:
             raise ConfigError(f"--seeds must be >= 0, got {self.seeds}")
 
     def _validate_scalars(self) -> None:
-        for label in ("max_landmarks", "bigbird_block", "batch", "heads", "head_dim", "threads"):
+        for label in ("max_landmarks", "bigbird_block", "jobs"):
             if getattr(self, label) < 1:
                 raise ConfigError(f"--{label.replace('_', '-')} must be >= 1")
-        for label in ("peak_scale", "input_scale", "time_cap_s"):
+        for label in ("peak_scale", "input_scale"):
             if not getattr(self, label) > 0:
                 raise ConfigError(f"--{label.replace('_', '-')} must be > 0")
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(self.seeds)
 
 
 PROFILES = {
@@ -203,9 +166,6 @@ def cases(cfg: Config) -> Iterator[Case]:
                             yield Case.make(NAME, variant=name, T=T, budget=budget, regime=regime, seed=seed,
                                             q_scale=q_scale, k_scale=cfg.input_scale, **shape, **extra)
 
-
-def config_dict(cfg: Config) -> dict[str, Any]:
-    return asdict(cfg)
 
 
 # ------------------------------------------------------------------------------------------------- measurement
@@ -312,3 +272,9 @@ def summarize(df: Any) -> Any:
                         max_abs_error=("max_abs_error", "mean"), ref_entropy=("ref_entropy", "mean"),
                         at_exact_limit=("at_exact_limit", "all"), n=("rel_error", "size"))
     return table.reset_index()
+
+
+SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute, parallel=True,
+              summarize=summarize,
+              metrics=("rel_error", "max_abs_error", "ref_rms", "ref_entropy", "ref_max_prob", "attended_fraction",
+                       "budget_name", "exact_limit", "at_exact_limit"))

@@ -1,33 +1,15 @@
-"""How much data does attention need, against models with more inductive bias? (data_scaling)
+"""How much data does attention need, against models with more inductive bias?
 
-The data-dependence limit: a Transformer has little built-in prior, so at small training sets models with a
-stronger bias (a CNN's locality, a GRU's recurrence) should win, and attention should catch up only with data.
-Learning curves measure it: test error against training-set size D, fitted as error(D) = a·D^(−α) + c
-(Hestness et al. 2017, "Deep Learning Scaling is Predictable, Empirically", arXiv 1712.00409, who report α in
-0.07–0.35 on real tasks; Kaplan et al. 2020, arXiv 2001.08361, for the form with a floor).
-
-Protocol. One fixed pool per task, drawn with ``data_seed``: the training sets are prefixes of it (``make(cfg,
-data_seed, n, "train")`` is a prefix of ``make(cfg, data_seed, m, "train")`` for n < m), and ONE val and ONE test
-set (``n_eval`` each, also from ``data_seed``) serve every size, model and seed. ``seed`` varies only the model's
-initialisation and the batch order. Every model trains for the same budget of ``steps`` at the same batch size,
-whatever D is: small sets are cycled for many epochs and overfit honestly (no early stopping, no checkpoint
-selection: the last model is tested; ``train_accuracy`` on up to ``n_eval`` training rows shows the gap).
-
-Models (``MODELS``): the Transformer of ``variants.model`` with full attention (``transformer``) or a lightweight
-variant (``sparse_window``, ``linear_elu``), and the attention-free baselines of ``variants.baselines``
-(``cnn_baseline``, ``gru_baseline``), all with the same d_model, layers and MLP, so parameter counts are within
-~±15% of each other (each row stores ``n_params``).
-
-Tasks: ``local_motif`` (the label is whether a motif of ``motif_len`` adjacent tokens occurs: a convolution's
-prior) and ``text_bytes`` (next-byte prediction on the Python standard library; the fitted metric is bits per
-byte, D is counted in windows of ``seq_len`` bytes and ``train_bytes`` = D·seq_len). Rows carry ``test_error``
-(1 − accuracy) rather than ``error``, a row field the store reserves for the one-line failure message.
+Learning curves: test error (or bits per byte) against training-set size D, fitted as a·D^(−α) + c, for the
+Transformer with full or light attention and the attention-free CNN and GRU baselines (``MODELS``), all trained
+for the same steps on nested prefixes of one seeded pool and tested on one test set. Rows carry ``test_error``,
+not ``error`` (the store's failure message). Protocol and references: docs/sweeps.md#data_scaling.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -35,7 +17,8 @@ import torch
 from torch import nn
 
 from bench import tasks
-from bench.config import Case, ConfigError
+from bench.config import Case, ConfigError, TaskPoolConfig, require_nonempty, require_positive
+from bench.sweep import Sweep
 from bench.fit import PowerLaw, crossover, fit_power_law
 from bench.tasks import TaskData
 from bench.train import BITS_PER_BYTE_TASKS, TrainConfig, deterministic, evaluate, fit, model_config_for
@@ -44,8 +27,6 @@ from variants import create_model
 from variants.model import ModelConfig, Transformer, count_parameters
 
 NAME = "data_scaling"
-PARALLEL = True  # accuracy does not depend on an idle machine: `jobs` workers train cases side by side
-QUESTION = "accuracy_vs_data"
 TRAIN_FIELDS = ("batch_size", "lr", "weight_decay", "warmup", "eval_every", "n_eval", "threads")
 MODEL_FIELDS = ("d_model", "n_layers", "n_heads", "token_shift")
 TASK_FIELDS = {"local_motif": {"seq_len": "seq_len", "vocab_size": "motif_vocab", "motif_len": "motif_len",
@@ -75,45 +56,29 @@ MODELS: dict[str, ModelChoice] = {
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(TaskPoolConfig):
     """The grid (tasks × models × sizes × seeds) and everything held fixed across it."""
 
-    tasks: tuple[str, ...] = ("local_motif", "text_bytes")
-    models: tuple[str, ...] = ("transformer", "sparse_window", "cnn_baseline", "gru_baseline")
+    tasks: tuple[str, ...] = ("local_motif", "text_bytes")  # local_motif | text_bytes
+    models: tuple[str, ...] = ("transformer", "sparse_window", "cnn_baseline", "gru_baseline")  # keys of MODELS
     sizes: tuple[int, ...] = (128, 512, 2048, 8192)  # training examples (windows for text_bytes), nested
-    seeds: tuple[int, ...] = (0, 1, 2)  # model init and batch order
-    data_seed: int = 0  # the one pool, val and test set
     # training: the same budget of steps for every size and model of a task
-    steps: int = 400  # local_motif
-    text_steps: int = 200  # text_bytes
-    batch_size: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 0.1
-    warmup: int = 25
-    eval_every: int = 100
-    n_eval: int = 512
-    threads: int = 1  # 2 threads on a loaded 2-core machine measured 4-10x slower per step than 1
+    steps: int = 400  # training steps on local_motif
+    text_steps: int = 200  # training steps on text_bytes
     jobs: int = 2  # worker processes training at once
     # model, the same for every model
-    d_model: int = 32
-    n_layers: int = 2
-    n_heads: int = 2
-    token_shift: bool = True
+    d_model: int = 32  # model width, the same for every model
+    n_layers: int = 2  # layers
+    n_heads: int = 2  # attention heads per layer
     kernel: int = 3  # cnn_baseline convolution width
     window: int = 8  # sparse_window one-sided reach
-    # tasks
-    seq_len: int = 32
-    motif_vocab: int = 16
-    motif_len: int = 3
-    motif_classes: int = 4  # 3 motifs + "none": chance 0.25
-    text_pool_bytes: int = 2_000_000
     # summary targets: test error for local_motif, bits per byte for text_bytes
-    target_error: float = 0.1
-    target_bpb: float = 3.0
-    time_cap_s: float = 300.0
+    target_error: float = 0.1  # summary: the test error a model is scored to reach (local_motif)
+    target_bpb: float = 3.0  # summary: the bits per byte a model is scored to reach (text_bytes)
 
     def validate(self) -> None:
         """Raise a one-line ConfigError on the first problem."""
+        super().validate()
         for name in self.tasks:
             tasks.get(name)
             if name not in FIT_METRIC:
@@ -121,9 +86,7 @@ class Config:
         unknown = [m for m in self.models if m not in MODELS]
         if unknown:
             raise ConfigError(f"unknown model {unknown[0]!r}; known: {', '.join(MODELS)}")
-        for label in ("tasks", "models", "sizes", "seeds"):
-            if not getattr(self, label):
-                raise ConfigError(f"--{label} must not be empty")
+        require_nonempty(self, ("tasks", "models", "sizes", "seeds"))
         if len(set(self.sizes)) < 3:
             raise ConfigError(f"--sizes needs at least three distinct sizes to fit a power law, got {self.sizes}")
         if min(self.sizes) < self.batch_size:
@@ -134,21 +97,15 @@ class Config:
 
     def _validate_numbers(self) -> None:
         train_config(self, "local_motif", seed=0, n_train=max(self.sizes)).validate()
-        for label in ("text_steps", "d_model", "n_layers", "n_heads", "kernel", "window", "seq_len"):
-            if getattr(self, label) < 1:
-                raise ConfigError(f"--{label.replace('_', '-')} must be >= 1, got {getattr(self, label)}")
+        require_positive(self, ("text_steps", "d_model", "n_layers", "n_heads", "kernel", "window"))
         if self.d_model % self.n_heads or self.d_model % 2:
             raise ConfigError(f"--d-model={self.d_model} must be even and divisible by --n-heads={self.n_heads}")
-        if any(s < 0 for s in self.seeds) or self.data_seed < 0:
-            raise ConfigError("--seeds and --data-seed must be >= 0")
-        if not (0 < self.target_error < 1 and self.target_bpb > 0 and self.time_cap_s > 0):
-            raise ConfigError("--target-error must be in (0, 1); --target-bpb and --time-cap-s must be > 0")
+        if not (0 < self.target_error < 1 and self.target_bpb > 0):
+            raise ConfigError("--target-error must be in (0, 1); --target-bpb must be > 0")
 
 
 PROFILES = {
-    # Measured here (threads=1, load ~5 on 2 cores): 8–28 ms per step at d_model=32, T=32, batch 32 (the GRU
-    # slowest); 96 cases (3 seeds) ≈ 7 minutes loaded, baselines stopping early once val accuracy is perfect.
-    # Two seeds (64 cases) keep the main job inside 15 minutes on 2 cores.
+    # two seeds keep the main job inside 15 minutes on 2 cores (docs/sweeps.md#data_scaling)
     "quick": Config(seeds=(0, 1)),
     "full": Config(models=tuple(MODELS), sizes=tuple(2 ** k for k in range(7, 17)), seeds=(0, 1, 2, 3, 4),
                    steps=3000, text_steps=3000, eval_every=250, n_eval=2048, d_model=64, seq_len=64,
@@ -341,6 +298,8 @@ def summarize(df: Any, target_error: float = 0.1, target_bpb: float = 3.0) -> An
     return pd.DataFrame(rows)
 
 
-def config_dict(cfg: Config) -> dict[str, Any]:
-    """The config as a plain dict (for the manifest)."""
-    return asdict(cfg)
+
+SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute, parallel=True,
+              summarize=summarize,
+              metrics=("accuracy", "test_error", "loss", "train_accuracy", "train_loss", "curve", "steps_run",
+                       "train_s", "n_params", "bits_per_byte", "train_bytes", "baseline"))

@@ -1,24 +1,10 @@
-"""What do distilled small models keep of their teacher, and what do they cost? (distillation)
+"""What do distilled small models keep of their teacher, and what do they cost?
 
-DistilBERT's triple (Sanh et al. 2019, arXiv 1910.01108) for every student of ``variants.distilled``: the
-parameter ratio, the measured forward speed-up over the teacher (same device, batch and thread count, timed in the
-same process with ``bench.measure.time_callable``), and the accuracy (or bits per byte) kept as a share of the
-teacher's. Each student is trained twice on the same budget of steps: on the labels alone (``method="labels"``)
-and with knowledge distillation (``method="kd"``, Hinton et al. 2015, arXiv 1503.02531: α·τ²·KL + (1 − α)·CE on
-the teacher's logits, ``variants.distilled.kd_loss``), so the difference is what the teacher's soft targets add.
-
-Protocol. Where the teacher's distribution is informative: next-byte prediction on ``text_bytes`` (a full
-distribution over 256 bytes at every position), not MQAR (a probe found KD no help there: one-hot answers carry
-little soft information). One pool per task from ``data_seed``, one val and one test set for all. The teacher
-(full attention, the larger preset) trains once per seed on the first ``teacher_n_train`` rows; the first case of
-that seed trains it and caches it on disk (``teacher_cache``, default a folder under the system temp dir) keyed by
-a hash of everything that defines it, so later cases of the seed reuse it. Students train on the first
-``n_train`` rows of the same pool (a transfer set no larger than the teacher's): the KD gain against ``n_train`` is
-the classic small-data question (Hinton et al.: soft targets let a model trained on 3% of the data generalise).
-
-Rows (one per task × student × method × n_train × seed): ``accuracy``, ``loss``, ``bits_per_byte``, the teacher's
-(``teacher_*``), ``accuracy_share``, ``bpb_ratio`` (student/teacher), ``n_params``, ``param_ratio``,
-``student_s``/``teacher_s`` (median forward seconds) and ``speedup``.
+DistilBERT's triple for every student of ``variants.distilled``: parameter ratio, measured forward speed-up over
+the teacher, and the accuracy (or bits per byte) kept as a share of the teacher's; each student is trained on the
+labels alone (``method="labels"``) and with knowledge distillation (``method="kd"``), so the difference is what
+the teacher's soft targets add. The teacher trains once per seed and is cached on disk (``teacher_cache``).
+Protocol and references: docs/sweeps.md#distillation.
 """
 from __future__ import annotations
 
@@ -28,7 +14,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -36,7 +22,8 @@ import torch
 from torch import nn
 
 from bench import tasks
-from bench.config import Case, ConfigError
+from bench.config import Case, ConfigError, TaskPoolConfig, require_nonempty, require_positive
+from bench.sweep import Sweep
 from bench.measure import time_callable
 from bench.sweeps.data_scaling import fixed_splits
 from bench.tasks import TaskData
@@ -48,7 +35,6 @@ from variants.distilled import kd_loss, student_config, teacher_config
 from variants.model import ModelConfig, Transformer, count_parameters
 
 NAME = "distillation"
-QUESTION = "distillation"
 METHODS = ("labels", "kd")
 TRAIN_FIELDS = ("batch_size", "lr", "weight_decay", "warmup", "eval_every", "n_eval", "threads")
 TEACHER_FIELDS = ("teacher_d_model", "teacher_layers", "teacher_heads", "teacher_steps", "teacher_n_train")
@@ -58,59 +44,41 @@ TASK_FIELDS = {"text_bytes": {"seq_len": "seq_len", "max_pool_bytes": "text_pool
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(TaskPoolConfig):
     """The grid (tasks × students × methods × sizes × seeds) and everything held fixed across it."""
 
-    tasks: tuple[str, ...] = ("text_bytes",)
-    students: tuple[str, ...] = ("student_shallow", "student_window")
-    methods: tuple[str, ...] = METHODS
+    tasks: tuple[str, ...] = ("text_bytes",)  # text_bytes | local_motif
+    students: tuple[str, ...] = ("student_shallow", "student_window")  # students of variants.distilled
+    methods: tuple[str, ...] = METHODS  # labels | kd (knowledge distillation)
     sizes: tuple[int, ...] = (256, 2048, 8192)  # student transfer sets: prefixes of the teacher's
-    seeds: tuple[int, ...] = (0, 1, 2)
-    data_seed: int = 0
     # teacher (full attention, the larger preset)
-    teacher_d_model: int = 64
-    teacher_layers: int = 2
-    teacher_heads: int = 4
-    teacher_steps: int = 600
-    teacher_n_train: int = 8192
+    teacher_d_model: int = 64  # teacher width
+    teacher_layers: int = 2  # teacher layers
+    teacher_heads: int = 4  # teacher attention heads
+    teacher_steps: int = 600  # teacher training steps
+    teacher_n_train: int = 8192  # teacher training examples (students train on prefixes)
     teacher_cache: str = ""  # "" -> <system temp>/attention-limits-teachers
     # students: the same budget of steps for both methods
-    steps: int = 300
-    alpha: float = 0.5
-    temperature: float = 2.0
-    batch_size: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 0.1
-    warmup: int = 25
-    eval_every: int = 100
-    n_eval: int = 512
-    threads: int = 1  # 2 threads on a loaded 2-core machine measured 4-10x slower per step than 1
-    token_shift: bool = True
+    steps: int = 300  # student training steps, both methods
+    alpha: float = 0.5  # KD weight of the soft-target term (1 - alpha on the labels)
+    temperature: float = 2.0  # KD softmax temperature
     # speed: forward of teacher and student on the same batch of test rows
-    speed_batch: int = 32
-    speed_min_run_s: float = 0.2
-    # tasks
-    seq_len: int = 32
-    text_pool_bytes: int = 2_000_000
-    motif_vocab: int = 16
-    motif_len: int = 3
-    motif_classes: int = 4
-    time_cap_s: float = 300.0
+    speed_batch: int = 32  # test rows per timed forward
+    speed_min_run_s: float = 0.2  # seconds of timed forwards per model
 
     def validate(self) -> None:
         """Raise a one-line ConfigError on the first problem."""
-        for name in self.tasks:
-            tasks.get(name)
-            if name not in TASK_FIELDS:
-                raise ConfigError(f"--tasks: distillation supports {', '.join(TASK_FIELDS)}, got {name!r}")
+        super().validate()
         students = model_names("student")
         bad = [s for s in self.students if s not in students] + [m for m in self.methods if m not in METHODS]
         if bad:
             raise ConfigError(f"unknown student or method {bad[0]!r}; students: {', '.join(students)}; "
                               f"methods: {', '.join(METHODS)}")
-        for label in ("tasks", "students", "methods", "sizes", "seeds"):
-            if not getattr(self, label):
-                raise ConfigError(f"--{label} must not be empty")
+        for name in self.tasks:
+            tasks.get(name)
+            if name not in TASK_FIELDS:
+                raise ConfigError(f"--tasks: distillation supports {', '.join(TASK_FIELDS)}, got {name!r}")
+        require_nonempty(self, ("tasks", "students", "methods", "sizes", "seeds"))
         if max(self.sizes) > self.teacher_n_train or min(self.sizes) < self.batch_size:
             raise ConfigError(f"--sizes must lie in [batch_size={self.batch_size}, teacher_n_train="
                               f"{self.teacher_n_train}], got {self.sizes}")
@@ -120,22 +88,16 @@ class Config:
 
     def _validate_numbers(self) -> None:
         train_config(self, seed=0, n_train=self.teacher_n_train, steps=self.teacher_steps).validate()
-        for label in ("teacher_d_model", "teacher_layers", "teacher_heads", "steps", "speed_batch", "seq_len"):
-            if getattr(self, label) < 1:
-                raise ConfigError(f"--{label.replace('_', '-')} must be >= 1, got {getattr(self, label)}")
+        require_positive(self, ("teacher_d_model", "teacher_layers", "teacher_heads", "steps", "speed_batch"))
         if self.teacher_d_model % (2 * self.teacher_heads):
             raise ConfigError(f"--teacher-d-model={self.teacher_d_model} must be divisible by 2·teacher_heads so "
                               f"every half-width student keeps whole heads")
         if not (0.0 <= self.alpha <= 1.0 and self.temperature > 0 and self.speed_min_run_s > 0):
             raise ConfigError("--alpha must be in [0, 1]; --temperature and --speed-min-run-s must be > 0")
-        if any(s < 0 for s in self.seeds) or self.data_seed < 0 or not self.time_cap_s > 0:
-            raise ConfigError("--seeds and --data-seed must be >= 0 and --time-cap-s > 0")
 
 
 PROFILES = {
-    # Sized from probes here (threads=1, 2 loaded cores): teacher ~20 ms/step → ~15 s per seed; a student case
-    # ~5–8 s with the KD teacher forward and the two timings; 36 cases + 3 teachers took 205 s in the main job
-    # of a fresh clone, so the quick profile runs two seeds (24 cases + 2 teachers).
+    # two seeds: 24 cases + 2 teachers (the measurement: docs/sweeps.md#distillation)
     "quick": Config(seeds=(0, 1)),
     "full": Config(students=tuple(model_names("student")), sizes=(256, 1024, 4096, 16384, 65536), seeds=(0, 1, 2, 3, 4),
                    teacher_n_train=65536, teacher_steps=6000, steps=3000, seq_len=128, n_eval=2048,
@@ -357,6 +319,9 @@ def summarize(df: Any) -> Any:
     return pd.DataFrame(rows)
 
 
-def config_dict(cfg: Config) -> dict[str, Any]:
-    """The config as a plain dict (for the manifest)."""
-    return asdict(cfg)
+
+SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute, summarize=summarize,
+              metrics=("accuracy", "loss", "curve", "train_s", "steps_run", "bits_per_byte", "teacher_accuracy",
+                       "teacher_loss", "teacher_bits_per_byte", "teacher_train_s", "teacher_cached",
+                       "accuracy_share", "bpb_ratio", "n_params", "teacher_params", "param_ratio", "teacher_s",
+                       "student_s", "speedup", "student_attention", "student_d_model", "student_layers"))

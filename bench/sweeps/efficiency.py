@@ -7,13 +7,14 @@ live tensor bytes beside the RSS peak and the spec's analytic bytes.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
 
 import variants
-from bench.config import Case, ConfigError
+from bench.config import Case, ConfigError, MeasureConfig
+from bench.sweep import TIMING, Sweep
 from bench.measure import (DTYPES, PHASES, Shape, counted_flops, live_bytes_metric, log2_grid, peak_memory,
                            phase_callable, time_callable)
 
@@ -22,25 +23,18 @@ CALIBRATION = "bench.measure:gemm_calibration"  # GEMM peak, stored in the manif
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(MeasureConfig):
     variants: tuple[str, ...] = ()  # empty: every registered variant
-    seq_lens: tuple[int, ...] = log2_grid(128, 4096)
-    phases: tuple[str, ...] = PHASES
-    causal: tuple[bool, ...] = (False, True)
+    seq_lens: tuple[int, ...] = log2_grid(128, 4096)  # T, sequence lengths
+    phases: tuple[str, ...] = PHASES  # forward | forward_backward | train_step
+    causal: tuple[bool, ...] = (False, True)  # causal settings measured (false, true)
     train_step_max_t: int = 1024  # the whole-model step is the slowest phase: measured up to this T only
     quadratic_max_t: int = 0  # variants declared quadratic in time (time_exponent >= 2) stop here; 0: no cap
-    fresh_child_min_t: int = 0  # cases with T >= this run in a child that ran no other case; 0: never (see below)
-    batch: int = 1
-    heads: int = 4
-    head_dim: int = 64
-    dtype: str = "float32"
-    device: str = "cpu"
-    threads: int = 2
-    min_run_time: float = 0.1
-    time_cap_s: float = 120.0
-    seed: int = 0
+    fresh_child_min_t: int = 0  # cases with T >= this run in a child that ran no other case; 0: never
+    min_run_time: float = 0.1  # seconds of timed calls per round (torch Timer.blocked_autorange)
 
     def validate(self) -> None:
+        super().validate()
         for name in self.variants:
             variants.get(name)
         bad = [t for t in self.seq_lens if t <= 0]
@@ -53,28 +47,11 @@ class Config:
         unknown = sorted(set(self.phases) - set(PHASES))
         if unknown:
             raise ConfigError(f"unknown phase(s) {', '.join(unknown)}; known: {', '.join(PHASES)}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"unknown dtype {self.dtype!r}; known: {', '.join(DTYPES)}")
-        if self.device != "cpu" and not (self.device.startswith("cuda") and torch.cuda.is_available()):
-            raise ConfigError(f"device {self.device!r} is not available here (torch.cuda.is_available() is "
-                              f"{torch.cuda.is_available()})")
-        for label in ("batch", "heads", "head_dim", "threads"):
-            if getattr(self, label) < 1:
-                raise ConfigError(f"--{label.replace('_', '-')} must be >= 1")
 
 
 PROFILES = {
     "quick": Config(),
-    # The sub-quadratic variants go on to 131072 so that the top of their range lies past the last-level cache
-    # (their working set is ~1 KiB per token per tensor at B=1, H=4, D=64): fitted over 4096..32768, the exponent
-    # of a memory-bound variant mixes in the step from cache to DRAM bandwidth. The quadratic ones stop at 32768
-    # (full_sdpa's forward+backward takes 20 s there and would take ~80 s a call at 65536).
-    # From T = 32768 up each case gets a child of its own (~2 s each, ~70 cases): in a worker that has run other
-    # cases, glibc serves a large allocation from a free chunk that earlier cases left in the middle of the
-    # retained heap before it would mmap one, and the pages of such a chunk stay resident when the tensor is freed
-    # (nothing trims the middle of a heap), so the RSS peak of one forward+backward counted temporaries that had
-    # already died: at T = 131072 linformer read 704 MiB after the other variants' cases and 576 MiB (2x its
-    # 288 MiB at 65536) in a child of its own, nystrom 804 and 675 MiB, which bent both exponents to ~1.17.
+    # past the last-level cache for the sub-quadratic variants; fresh children from 32768 (docs/sweeps.md)
     "full": Config(seq_lens=log2_grid(128, 131072), min_run_time=0.5, time_cap_s=600.0, train_step_max_t=8192,
                    quadratic_max_t=32768, fresh_child_min_t=32768),
 }
@@ -128,9 +105,6 @@ def execute(case: Case) -> dict[str, Any]:
                                                     elem_bytes=elem)
     return out
 
-
-def config_dict(cfg: Config) -> dict[str, Any]:
-    return asdict(cfg)
 
 
 def memory_exponent(T, peak_bytes):
@@ -188,3 +162,8 @@ def summarize(df) -> str:
     for col in ("crossover_full_sdpa", "crossover_full_naive"):
         table[col] = table[col].map(lambda x: "-" if x is None or x != x else f"{x:.0f}")
     return table.to_string(index=False)
+
+
+SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute, calibration=CALIBRATION,
+              fresh_child=fresh_child, summarize=summarize,
+              metrics=(*TIMING, "peak_bytes", "peak_live_bytes", "flops", "flops_analytic", "bytes_analytic"))

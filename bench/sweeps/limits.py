@@ -1,21 +1,22 @@
 """The limit itself: for each variant, the largest T whose forward fits a memory budget, and the largest T whose
 forward fits a time budget.
 
-Found by doubling from ``start_t`` then bisecting (on multiples of ``grid``) between the last T that fit and the
-first that did not. Every probe runs in the isolated worker under a memory cap, so a probe that runs out of memory
-is a row (status oom), never a crash of this process. The memory probe counts everything the case allocates: the
-inputs q, k, v plus the forward's peak (on CPU from the RSS high-water mark, see ``bench.isolate``; on CUDA from
-the caching allocator's statistics, see ``bench.measure.peak_memory``).
+An adaptive sweep: ``plan`` searches each (variant, budget) by doubling from ``start_t`` then bisecting on
+multiples of ``grid``; ``run_sweep`` runs each probe in a capped worker (an oom probe is a row, never a crash) and
+writes each limit found as a ``kind="limit"`` record. The memory probe counts the inputs plus the forward's peak.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 import torch
 
 import variants
-from bench.config import Case, ConfigError
+from bench.config import Case, ConfigError, MeasureConfig
+from bench.isolate import default_mem_cap_bytes
+from bench.outcome import Outcome
+from bench.sweep import TIMING, Plan, Summary, Sweep, no_cases
 from bench.measure import Shape, peak_memory, phase_callable, resolve_device, time_callable
 
 NAME = "limits"
@@ -24,26 +25,19 @@ BUDGETS = ("memory", "time")
 
 
 @dataclass(frozen=True)
-class Config:
-    variants: tuple[str, ...] = ()
-    budgets: tuple[str, ...] = BUDGETS
-    batch: int = 1
-    heads: int = 4
-    head_dim: int = 64
-    dtype: str = "float32"
-    device: str = "cpu"
-    threads: int = 2
-    causal: bool = False
-    mem_budget_bytes: int = 4 * GiB
-    time_budget_s: float = 0.25
-    start_t: int = 1024
-    max_t: int = 2 ** 22
-    grid: int = 256
-    bisect_steps: int = 4
-    time_cap_s: float = 120.0
-    seed: int = 0
+class Config(MeasureConfig):
+    variants: tuple[str, ...] = ()  # empty: every registered variant
+    budgets: tuple[str, ...] = BUDGETS  # memory | time
+    causal: bool = False  # causal attention (variants that cannot be causal are unsupported)
+    mem_budget_bytes: int = 4 * GiB  # the memory budget: inputs plus the forward's peak
+    time_budget_s: float = 0.25  # the time budget: the forward's median seconds
+    start_t: int = 1024  # the first T probed
+    max_t: int = 2 ** 22  # the search cap: a limit above it is censored
+    grid: int = 256  # bisection stays on multiples of this
+    bisect_steps: int = 4  # bisection steps after doubling found a bracket
 
     def validate(self) -> None:
+        super().validate()
         for name in self.variants:
             variants.get(name)
         unknown = sorted(set(self.budgets) - set(BUDGETS))
@@ -55,10 +49,6 @@ class Config:
             raise ConfigError(f"--mem-budget-bytes={self.mem_budget_bytes} is below the 64 MiB a case needs to run")
         if self.time_budget_s <= 0:
             raise ConfigError("--time-budget-s must be > 0")
-        try:
-            resolve_device(self.device)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
 
 
 PROFILES = {
@@ -82,8 +72,7 @@ def execute(case: Case) -> dict[str, Any]:
     torch.set_num_threads(case["threads"])
     shape = Shape(case["B"], case["H"], case["T"], case["D"], case["dtype"], case["device"], case["causal"])
     if case["budget"] == "time":
-        # a fits-or-not probe against the budget: a median of at least 3 calls and one re-round suffice (the
-        # efficiency sweep's 5 calls and 4 rounds cost the quick limits run 40 s more, on probes far off budget)
+        # a fits-or-not probe against the budget: a median of at least 3 calls and one re-round suffice
         t = time_callable(phase_callable(case["variant"], shape, "forward", seed=case["seed"]), case["threads"],
                           min_run_time=0.05, min_repeats=3, max_rounds=2)
         return {**t, "fits": bool(t["median_s"] <= case["time_budget_s"])}
@@ -98,7 +87,7 @@ def execute(case: Case) -> dict[str, Any]:
 
 
 def allocated_bytes(device: str) -> Callable[[], int]:
-    """What holds a case's inputs, read before and after building them: RSS on CPU (``bench.isolate``), the
+    """What holds a case's inputs, read before and after building them: RSS on CPU (``bench.measure.probes``), the
     caching allocator's allocated bytes on CUDA."""
     dev = resolve_device(device)
     if dev.type == "cuda":
@@ -108,19 +97,20 @@ def allocated_bytes(device: str) -> Callable[[], int]:
     return rss_bytes
 
 
-def search(probe: Callable[[int], bool], start: int, max_t: int, grid: int, steps: int) -> tuple[int | None, int | None]:
-    """(largest T that fit, smallest T that did not) by doubling, then bisection on multiples of ``grid``.
+def search_steps(start: int, max_t: int, grid: int, steps: int) -> Generator[int, bool, tuple[int | None, int | None]]:
+    """Yields the T to probe next and receives whether it fit; returns (largest T that fit, smallest T that did
+    not), by doubling from ``start``, then bisection on multiples of ``grid``.
 
     (None, start-ish) when even the smallest probe failed; (max_t-ish, None) when the cap was never hit.
     """
     lo: int | None = None
     hi: int | None = None
     T = start
-    if probe(T):
+    if (yield T):
         lo = T
         while T * 2 <= max_t:
             T *= 2
-            if not probe(T):
+            if not (yield T):
                 hi = T
                 break
             lo = T
@@ -128,7 +118,7 @@ def search(probe: Callable[[int], bool], start: int, max_t: int, grid: int, step
         hi = T
         while T // 2 >= 1:
             T //= 2
-            if probe(T):
+            if (yield T):
                 lo = T
                 break
             hi = T
@@ -138,85 +128,90 @@ def search(probe: Callable[[int], bool], start: int, max_t: int, grid: int, step
         mid = ((lo + hi) // 2 // grid) * grid
         if mid <= lo or mid >= hi:
             break
-        if probe(mid):
+        if (yield mid):
             lo = mid
         else:
             hi = mid
     return lo, hi
 
 
-def plan(cfg: Config) -> Iterator[tuple[str, str]]:
+def search(probe: Callable[[int], bool], start: int, max_t: int, grid: int, steps: int) -> tuple[int | None, int | None]:
+    """``search_steps`` driven by a ``probe(T) -> fits`` callable."""
+    walk = search_steps(start, max_t, grid, steps)
+    try:
+        T = next(walk)
+        while True:
+            T = walk.send(probe(T))
+    except StopIteration as stop:
+        return stop.value
+
+
+def pairs(cfg: Config) -> Iterator[tuple[str, str]]:
     for name in cfg.variants or tuple(variants.names()):
         for budget in cfg.budgets:
             yield name, budget
 
 
-def _probe_fn(worker, writer, cfg: Config, variant: str, budget: str) -> Callable[[int], bool]:
-    """A probe that runs one T in the worker, writes its row, and says whether it fit."""
-    def probe(T: int) -> bool:
-        case = probe_case(cfg, variant, budget, T)
-        outcome = worker.run(f"{__name__}:execute", case, cfg.time_cap_s)
-        writer.write(case, outcome)
+def limit_case(cfg: Config, variant: str, budget: str) -> Case:
+    """The case of a found limit: a probe's params without T (written as a ``kind="limit"`` record)."""
+    params = probe_case(cfg, variant, budget, 0).as_dict()
+    del params["T"]
+    return Case.make(NAME, **params)
+
+
+def _search(cfg: Config, variant: str, budget: str) -> Plan:
+    """One (variant, budget) search: yields its probes, then the limit found as a ``Summary``."""
+    result, failures = limit_case(cfg, variant, budget), {}  # T -> why it did not fit: over budget | oom | ...
+    walk = search_steps(cfg.start_t, cfg.max_t, cfg.grid, cfg.bisect_steps)
+    T = next(walk)
+    while True:
+        outcome = yield probe_case(cfg, variant, budget, T)
         if outcome.status == "unsupported":
-            raise NotImplementedError(outcome.error)
+            yield Summary(result, Outcome("unsupported", error=outcome.error))
+            return
         fits = outcome.status == "ok" and bool(outcome.metrics.get("fits"))
         if not fits:
-            why = "over budget" if outcome.status == "ok" else outcome.status
-            probe.failures[T] = why  # type: ignore[attr-defined]
-        return fits
-    probe.failures = {}  # type: ignore[attr-defined]  # T -> why it did not fit: over budget | oom | timeout ...
-    return probe
+            failures[T] = "over budget" if outcome.status == "ok" else outcome.status
+        try:
+            T = walk.send(fits)
+        except StopIteration as stop:
+            lo, hi = stop.value
+            break
+    # A memory search can end on the time cap (an O(T²)-time, O(T)-memory kernel): then the memory limit is only
+    # bounded below, and `min_fail_why` says so.
+    yield Summary(result, Outcome("ok", {"max_fit_t": lo, "min_fail_t": hi, "censored": hi is None,
+                                         "min_fail_why": failures.get(hi, "")}))
 
 
-def run(cfg: Config, *, profile: str, out_dir: str = "results/runs", resume: bool = False):
-    """Search every (variant, kind) in isolated workers; each probe and each found limit is a row.
-
-    Memory probes run under a cap of 1.5× the memory budget (over-budget probes are measured, not killed, and a
-    runaway one stops early); time probes under the Worker's default cap, or a time search would end on that
-    memory cap instead of the time budget (on an H200 six of eight did, as ``oom``, before this split).
-    """
-    from bench import store
-    from bench.isolate import Worker
-    from bench.outcome import Outcome
-    from bench.run import _environment, seeds_of
-
-    path = store.results_path(out_dir, NAME, profile, cfg.device)
-    done = store.finished_case_ids(path) if resume else set()
-    cap = int(cfg.mem_budget_bytes * 1.5)
-    with Worker.for_device(cfg.device, cfg.threads, cap) as mem_worker, \
-            Worker.for_device(cfg.device, cfg.threads) as time_worker:
-        workers = {"memory": mem_worker, "time": time_worker}
-        record = store.manifest(sweep=NAME, profile=profile, device=cfg.device, config=cfg, seeds=seeds_of(cfg),
-                                env=_environment(mem_worker, cfg.device), allocator=mem_worker.allocator,
-                                extra={"mem_cap_bytes": cap, "time_probe_mem_cap_bytes": time_worker.mem_cap_bytes,
-                                       "time_cap_s": cfg.time_cap_s})
-        with store.RunWriter(path, record, resume=resume) as writer:
-            for variant, budget in plan(cfg):
-                result = limit_case(cfg, variant, budget)
-                if result.id in done:
-                    continue
-                probe = _probe_fn(workers[budget], writer, cfg, variant, budget)
-                try:
-                    lo, hi = search(probe, cfg.start_t, cfg.max_t, cfg.grid, cfg.bisect_steps)
-                except NotImplementedError as exc:
-                    writer.write(result, Outcome("unsupported", error=str(exc)))
-                    continue
-                # A memory search can end on the time cap (an O(T²)-time, O(T)-memory kernel): then the memory
-                # limit is only bounded below, and `min_fail_why` says so.
-                writer.write(result, Outcome("ok", {"max_fit_t": lo, "min_fail_t": hi, "censored": hi is None,
-                                                    "min_fail_why": probe.failures.get(hi, "")}))
-    return path
+def plan(cfg: Config, done: set[str]) -> Plan:
+    """Every (variant, budget) search whose limit is not in ``done`` yet, in turn."""
+    for variant, budget in pairs(cfg):
+        if limit_case(cfg, variant, budget).id not in done:
+            yield from _search(cfg, variant, budget)
 
 
-def limit_case(cfg: Config, variant: str, budget: str) -> Case:
-    """The row holding a found limit (T = 0 marks it apart from the probes)."""
-    return probe_case(cfg, variant, budget, 0)
+def mem_cap(cfg: Config, case: Case) -> int | None:
+    """Memory probes run under 1.5× the memory budget (over-budget probes are measured, not killed, and a runaway
+    one stops early); time probes under the default cap, or a time search would end on that cap instead of the
+    time budget."""
+    return int(cfg.mem_budget_bytes * 1.5) if case["budget"] == "memory" else cfg.mem_cap_bytes
+
+
+def manifest(cfg: Config) -> dict[str, Any]:
+    time_cap = default_mem_cap_bytes() if cfg.mem_cap_bytes is None else cfg.mem_cap_bytes
+    return {"mem_cap_bytes": int(cfg.mem_budget_bytes * 1.5), "time_probe_mem_cap_bytes": time_cap}
 
 
 def summarize(df):
     """Max T under each budget per variant (the limit rows), one screen."""
-    rows = df[(df["T"] == 0) & (df["status"] == "ok")]
+    rows = df[(df["kind"] == "limit") & (df["status"] == "ok")]
     if rows.empty:
         return "no limits found"
     table = rows.pivot_table(index="variant", columns="budget", values="max_fit_t", aggfunc="first")
     return "largest T that fits (memory: bytes budget; time: forward median budget)\n" + table.to_string()
+
+
+SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=no_cases, execute=execute, plan=plan,
+              metrics=(*TIMING, "fits", "input_bytes", "peak_bytes", "total_bytes", "max_fit_t", "min_fail_t",
+                       "censored", "min_fail_why"),
+              mem_cap=mem_cap, manifest=manifest, summarize=summarize)

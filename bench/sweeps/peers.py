@@ -1,36 +1,23 @@
-"""Are our variants at least as fast, and no hungrier, than the widely used public PyTorch implementations of the
-same methods?
+"""Are our variants at least as fast, and no hungrier, than the widely used public implementations of the same
+methods?
 
-One case per (peer, T, phase, impl): ``impl="ours"`` times our variant, ``impl="peer"`` the public implementation
-configured to compute the same thing (``bench.peers``), on identical inputs, with the same harness: steady-state
-time (``bench.measure.time_callable``) and peak memory (``bench.measure.peak_memory``, in the isolated worker,
-the least of ``PEAK_PROBES`` probes) beside the peak of live tensor bytes (``bench.measure.live_peak_bytes``, CPU).
-Each RSS probe maps large allocations (``bench.isolate.peak_bytes``), so a freed temporary leaves RSS at once and
-the peak does not depend on which hole of the worker's retained heap the next tensor happened to fit (before
-that, one probe read the same call as 0.77× or 1.15× its peer in different runs); what noise remains only ever
-adds pages, so the least of three is kept. The live bytes do not depend on the heap at all.
-The two impls of a pair run next to each other, but their medians are still taken a few seconds apart, and on a
-shared machine whole minutes run every op ~25% slower; so the peer row also times both side by side
-(``bench.measure.paired_ratios``: ``paired_rounds`` rounds, each a block of ours and a block of the peer, order
-alternating) and the time ratio ``summarize`` reports is the median of those per-round ratios, with their
-spread. The ratio of the two separate medians is kept beside it (``time_ratio_separate``).
-
-Peer rows also carry the like-for-like check: ``rel_err`` / ``max_abs_err`` between ours and the peer on the
-timing inputs, ``grad_rel_err`` for forward_backward, ``rel_err_small_logits`` with q, k scaled by
-``agree_qk_scale`` (FAVOR+ on unit-normal D=64 inputs is in its high-variance regime, where the peer's feature
-eps dominates; scaled down, both estimate softmax well and the comparison shows whether they compute the same),
-and each side's error against exact softmax on the first queries (``ours_vs_full``, ``peer_vs_full``).
+One case per (peer, T, phase, impl): ``impl="ours"`` times our variant, ``impl="peer"`` the public one configured to
+compute the same thing (``bench.peers``), on identical inputs with the same harness: steady-state time, the least
+of ``PEAK_PROBES`` peak-memory probes and the live tensor bytes. The reported time ratio is the median of
+side-by-side rounds (``paired_ratios``); peer rows also carry the like-for-like error checks. Why each choice:
+docs/sweeps.md#peers.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
 
 from bench import peers
-from bench.config import Case, ConfigError
+from bench.config import Case, ConfigError, MeasureConfig
+from bench.sweep import TIMING, Sweep
 from bench.measure import (DTYPES, Shape, live_bytes_metric, make_qkv, paired_ratios, peak_memory,
                            resolve_device, time_callable)
 
@@ -41,24 +28,17 @@ PEAK_PROBES = 3
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(MeasureConfig):
     peers: tuple[str, ...] = ()  # empty: every registered peer (those not installed give unsupported rows)
-    seq_lens: tuple[int, ...] = (1024, 2048, 4096)
-    phases: tuple[str, ...] = PHASES
-    batch: int = 1
-    heads: int = 4
-    head_dim: int = 64
-    dtype: str = "float32"
-    device: str = "cpu"
-    threads: int = 2
-    min_run_time: float = 0.2
-    time_cap_s: float = 120.0
-    seed: int = 0
-    agree_qk_scale: float = 0.25
+    seq_lens: tuple[int, ...] = (1024, 2048, 4096)  # T, sequence lengths
+    phases: tuple[str, ...] = PHASES  # forward | forward_backward
+    min_run_time: float = 0.2  # seconds of timed calls per round (torch Timer.blocked_autorange)
+    agree_qk_scale: float = 0.25  # q, k scaled by this for the like-for-like error check (small logits)
     paired_rounds: int = 15  # rounds of side-by-side blocks (ours, peer) behind the reported time ratio
     paired_block_s: float = 0.04  # seconds per block
 
     def validate(self) -> None:
+        super().validate()
         for name in self.peers:
             if name not in peers.PEERS:
                 raise ConfigError(f"unknown peer {name!r}; known: {', '.join(peers.names())}")
@@ -67,15 +47,6 @@ class Config:
         unknown = sorted(set(self.phases) - set(PHASES))
         if unknown:
             raise ConfigError(f"unknown phase(s) {', '.join(unknown)}; known: {', '.join(PHASES)}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"unknown dtype {self.dtype!r}; known: {', '.join(DTYPES)}")
-        try:
-            resolve_device(self.device)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        for label in ("batch", "heads", "head_dim", "threads"):
-            if getattr(self, label) < 1:
-                raise ConfigError(f"--{label.replace('_', '-')} must be >= 1")
         if self.min_run_time <= 0 or self.agree_qk_scale <= 0 or self.paired_block_s <= 0:
             raise ConfigError("--min-run-time, --agree-qk-scale and --paired-block-s must be > 0")
         if self.paired_rounds < 3:
@@ -212,5 +183,8 @@ def summarize(df: Any) -> Any:
     return table.reset_index()
 
 
-def config_dict(cfg: Config) -> dict[str, Any]:
-    return asdict(cfg)
+SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute, summarize=summarize,
+              metrics=(*TIMING, "peak_bytes", "peak_bytes_probes", "peak_live_bytes", "peer_installed",
+                       "peer_requirement", "rel_err", "max_abs_err", "grad_rel_err", "rel_err_small_logits",
+                       "ours_vs_full", "peer_vs_full", "paired_ratios", "paired_time_ratio", "paired_time_ratio_q1",
+                       "paired_time_ratio_q3"))

@@ -1,14 +1,8 @@
 """Can the harness's numbers be trusted twice? The same cases measured again, each in a fresh child process.
 
-Every (variant, T, phase) is measured ``repeats`` times, repeats outermost (so machine drift spreads over all
-cases), and every case runs in a child of its own (``fresh_child``): a new interpreter, a new heap, no allocator
-state carried over from the case before. The questions, answered by ``summarize``:
-- peak memory: does each case's peak agree across fresh children within 5% (the harness's memory target)? Beside
-  the RSS peak, the peak of live tensor bytes (CPU): when it agrees exactly and the RSS does not, the case's own
-  heap layout differs between processes (a freed hole that the next tensor fits in one process and not another),
-  not the measurement.
-- time: is each steady-state time stable (IQR/median <= 3% for cases of 1 ms or more, after the harness's own
-  re-rounds, ``bench.measure.time_callable``), and how far apart are the medians of the fresh children?
+Every (variant, T, phase) is measured ``repeats`` times, repeats outermost, each case in a child of its own: do
+the peak memories agree within 5% across fresh children (beside the RSS peak, the live tensor bytes tell heap
+layout from measurement), and are the steady-state times stable? More: docs/sweeps.md#repeatability.
 """
 from __future__ import annotations
 
@@ -22,6 +16,7 @@ import variants
 from bench.config import Case, ConfigError
 from bench.measure import (MIN_STABLE_MEDIAN_S, STABLE_REL_IQR, live_bytes_metric, peak_memory, phase_callable,
                            time_callable)
+from bench.sweep import TIMING, Sweep
 from bench.sweeps import efficiency
 
 NAME = "repeatability"
@@ -33,12 +28,12 @@ class Config(efficiency.Config):
     """The efficiency sweep's case fields and checks, other defaults, plus how many fresh children measure each
     case."""
 
-    seq_lens: tuple[int, ...] = (4096,)
-    phases: tuple[str, ...] = ("forward", "forward_backward")
-    causal: tuple[bool, ...] = (False,)
+    seq_lens: tuple[int, ...] = (4096,)  # T, sequence lengths
+    phases: tuple[str, ...] = ("forward", "forward_backward")  # forward | forward_backward | train_step
+    causal: tuple[bool, ...] = (False,)  # causal settings measured
     min_run_time: float = 0.2
     time_cap_s: float = 300.0
-    repeats: int = 2
+    repeats: int = 2  # fresh children that measure each case
 
     def validate(self) -> None:
         super().validate()
@@ -129,3 +124,7 @@ def summarize(df) -> str:
     for col in ("peak_mib", "median_ms"):
         shown[col] = shown[col].map(lambda x: f"{x:.3g}")
     return f"{shown.to_string(index=False)}\n{mem}\n{tim}"
+
+
+SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute, fresh_child=fresh_child,
+              summarize=summarize, metrics=(*TIMING, "peak_bytes", "peak_live_bytes", "child_pid"))
