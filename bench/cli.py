@@ -44,6 +44,7 @@ def sweep_config(module, profile: str, extra: Sequence[str]):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import store
+    from bench.analysis import summaries
     from bench.run import run_sweep, summary_table
 
     module = sweeps.get(args.sweep)
@@ -55,11 +56,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         path = run_sweep(module, cfg, profile=args.profile, out_dir=args.out_dir, resume=args.resume, device=device)
     df = store.load(path)
-    summarize = getattr(module, "summarize", None)
+    summary = summaries.summary(module.NAME, df)
     import pandas as pd
 
     with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", 40):
-        print(summarize(df) if summarize else summary_table(df))
+        print(summary_table(df) if summary is None else summary)
     print(f"\nrows: {path}")
     return 0
 

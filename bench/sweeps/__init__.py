@@ -7,7 +7,7 @@ Each sweep module defines:
 - ``cases(cfg) -> Iterator[Case]``: the points to measure, in the order to run them;
 - ``execute(case) -> dict``: measures one case inside the isolated worker and returns its metrics (SI units).
   Raise ``NotImplementedError`` for an unsupported combination; an out-of-memory error propagates as is.
-- optionally ``summarize(df) -> DataFrame``: the one-screen table printed at the end of a run.
+- its end-of-run summary, if any, is ``bench.analysis.summaries.SUMMARIES[NAME]`` (sweeps do no analysis).
 
 The registry below is explicit: add one line per new sweep.
 """

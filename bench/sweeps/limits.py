@@ -209,14 +209,5 @@ def run(cfg: Config, *, profile: str, out_dir: str = "results/runs", resume: boo
 
 
 def limit_case(cfg: Config, variant: str, budget: str) -> Case:
-    """The row holding a found limit (T = 0 marks it apart from the probes)."""
+    """The row holding a found limit (T = 0 marks it apart from the probes: ``bench.analysis.limits.limit_rows``)."""
     return probe_case(cfg, variant, budget, 0)
-
-
-def summarize(df):
-    """Max T under each budget per variant (the limit rows), one screen."""
-    rows = df[(df["T"] == 0) & (df["status"] == "ok")]
-    if rows.empty:
-        return "no limits found"
-    table = rows.pivot_table(index="variant", columns="budget", values="max_fit_t", aggfunc="first")
-    return "largest T that fits (memory: bytes budget; time: forward median budget)\n" + table.to_string()
