@@ -1,1 +1,1 @@
-"""HOW attention is measured: harness (measure, isolate, sweep, store, fit, plot, report, CLI) and asv suite."""
+"""HOW attention is measured: harness (measure, isolate, sweeps, store, analysis, plots, report, CLI) and asv suite."""

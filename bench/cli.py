@@ -60,7 +60,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", 40):
-        print(sweep.summarize(df) if sweep.summarize else summary_table(df))
+        summary = sweep.summarize(df) if sweep.summarize else None
+        print(summary_table(df) if summary is None else summary)
     print(f"\nrows: {path}")
     return 0
 

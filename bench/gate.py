@@ -28,6 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from bench.analysis.gate import exponents
+
 DEFAULT_BASELINE = Path(__file__).resolve().parents[1] / "results" / "baseline" / "gate.json"
 REFERENCE = "full_sdpa"  # the denominator of every speed ratio
 MiB = 1 << 20
@@ -182,23 +184,6 @@ def _run(worker, target: str, case: dict, label: str) -> dict[str, Any]:
     if outcome.status != "ok":
         raise RuntimeError(f"gate: {label} failed in the worker: {outcome.status}: {outcome.error}")
     return outcome.metrics
-
-
-def exponents(scaling: dict, floor: int) -> dict[str, float]:
-    """Log-log slopes against T of the forward's time and (floor-clamped) peak bytes.
-
-    The time slope is corrected by the linear calibration measured in the same rounds: when its slope exceeds 1
-    (caches: over 2048-16384 it measured 1.2 here, over 2048-8192 about 1.0), the excess is subtracted; a
-    slope under 1 (fixed overheads) is never credited, so a real T² term still shows as ~2."""
-    from bench.fit import loglog_exponent
-
-    def slope(values: dict, clamp: int = 0) -> float:
-        T = [int(t) for t in values]
-        return loglog_exponent(T, [max(values[str(t)], clamp) for t in T], n_boot=200).value
-
-    excess = max(0.0, slope(scaling["linear_times"]) - 1.0)
-    return {"time_exponent": round(slope(scaling["times"]) - excess, 3),
-            "memory_exponent": round(slope(scaling["peaks"], floor), 3)}
 
 
 def measure(names: Sequence[str], plugins: Sequence[str] = (), cfg: GateConfig = GateConfig(),

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 
 from bench import plots, store
-from bench.plots import FigureResult, NotMeasured
+from bench.plots.common import FigureResult, NotMeasured
 
 TITLE = "attention-limits: where attention stops scaling"
 MANIFEST_FIELDS = ("file", "device_name", "torch", "threads", "git_sha", "git_dirty", "profile", "utc_start",

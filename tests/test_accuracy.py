@@ -11,6 +11,7 @@ import pytest
 
 import variants
 from bench.config import ConfigError, apply_overrides
+from bench.analysis import accuracy as analysis
 from bench.sweeps import accuracy
 from bench.tasks import IGNORE, mqar, needle
 
@@ -108,7 +109,7 @@ def test_summarize_mean_std_and_censored_median():
     rows += [dict(task="mqar", variant="w", T=64, seed=s, status="ok", accuracy=0.2, loss=2.0, bits_per_byte=None,
                   steps_to_target=None, censored=True, steps=1000, train_s=1.0) for s in range(3)]
     rows.append(dict(task="mqar", variant="w", T=64, seed=9, status="timeout"))
-    table = accuracy.summarize(pd.DataFrame(rows)).set_index("variant")
+    table = analysis.summary(pd.DataFrame(rows)).set_index("variant")
     assert table.loc["v", "acc_mean"] == pytest.approx((1.0 + 0.99 + 0.4) / 3)
     assert table.loc["v", "acc_std"] == pytest.approx(np.std([1.0, 0.99, 0.4], ddof=1))
     assert table.loc["v", "steps_to_target_median"] == 500 and table.loc["v", "reached"] == "2/3"

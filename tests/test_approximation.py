@@ -12,6 +12,7 @@ import pytest
 
 import variants
 from bench.config import ConfigError, apply_overrides
+from bench.analysis import approximation as analysis
 from bench.sweeps import approximation as A
 
 SMALL = A.Config(seq_lens=(64,), budgets=(8, 32), seeds=(0,), pinv_iters=(30,), head_dim=8)
@@ -163,7 +164,7 @@ def test_summarize_gives_mean_and_std_over_seeds():
     rows = [{**c.as_dict(), **A.execute(c), "status": "ok"} for c in A.cases(SMALL)
             if c["variant"] in ("sparse_window", "linear_elu")]
     rows.append({**rows[0], "status": "error", "rel_error": 1e9})
-    table = A.summarize(pd.DataFrame(rows))
+    table = analysis.summary(pd.DataFrame(rows))
     assert len(table) == 2 * (3 + 1)  # regimes × (window budgets 8, 32, 64 + elu)
     assert (table["n"] == 1).all() and table["rel_error"].max() < 1e9
     elu = table[table["variant"] == "linear_elu"]

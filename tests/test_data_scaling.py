@@ -11,6 +11,7 @@ import torch
 
 from bench.config import ConfigError
 from bench.run import sweep_cases
+from bench.analysis import learning
 from bench.sweeps import data_scaling as ds
 
 QUICK = ds.PROFILES["quick"]
@@ -38,7 +39,7 @@ def test_cases_cover_the_grid_once_each():
 
 def _synthetic(laws: dict[str, tuple[float, float, float]], sizes, seeds=(0, 1, 2)) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    rows = [{"task": "local_motif", "model": m, "n_train": n, "seed": s, "status": "ok", "n_params": 1000,
+    rows = [{"task": "local_motif", "model": m, "n_train": n, "seed": s, "status": "ok", "n_params": 1000, "baseline": m.endswith("_baseline"),
              "test_error": a * n ** -alpha + c + rng.normal(0, 1e-4)}
             for m, (a, alpha, c) in laws.items() for n in sizes for s in seeds]
     return pd.DataFrame(rows)
@@ -47,7 +48,7 @@ def _synthetic(laws: dict[str, tuple[float, float, float]], sizes, seeds=(0, 1, 
 def test_summary_recovers_known_exponents_floors_and_the_crossover():
     sizes = [2 ** k for k in range(6, 15)]
     laws = {"transformer": (3.0, 0.5, 0.02), "cnn_baseline": (0.3, 0.2, 0.04)}
-    table = ds.summarize(_synthetic(laws, sizes)).set_index("model")
+    table = learning.summary(_synthetic(laws, sizes)).set_index("model")
     for model, (a, alpha, c) in laws.items():
         row = table.loc[model]
         assert row["alpha"] == pytest.approx(alpha, abs=0.03)
@@ -66,7 +67,7 @@ def test_summary_recovers_known_exponents_floors_and_the_crossover():
 
 
 def test_no_crossover_within_the_range_is_nan():
-    table = ds.summarize(_synthetic({"transformer": (1.0, 0.3, 0.1), "cnn_baseline": (0.1, 0.3, 0.0)},
+    table = learning.summary(_synthetic({"transformer": (1.0, 0.3, 0.1), "cnn_baseline": (0.1, 0.3, 0.0)},
                                     [128, 512, 2048, 8192])).set_index("model")
     assert np.isnan(table.loc["transformer", "crossover_vs_cnn_baseline"])
 

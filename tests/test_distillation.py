@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from bench.config import ConfigError
 from bench.run import sweep_cases
+from bench.analysis import distillation as analysis
 from bench.sweeps import distillation as dist
 from bench.train import model_config_for
 import variants
@@ -113,7 +114,7 @@ def test_tiny_run_trains_the_teacher_once_and_reports_the_triple(tmp_path):
     for r in rows:
         assert 0 < r["param_ratio"] < 1 and r["speedup"] > 0 and r["bpb_ratio"] > 0
         assert r["accuracy_share"] == pytest.approx(r["accuracy"] / r["teacher_accuracy"])
-    table = dist.summarize(pd.DataFrame(rows))
+    table = analysis.summary(pd.DataFrame(rows))
     assert list(table["n_train"]) == [32, 64] and {"kd_gain_bpb", "labels_bpb", "kd_bpb"} <= set(table)
 
 
@@ -123,6 +124,6 @@ def test_summary_pairs_kd_with_labels_by_seed():
              "bits_per_byte": 3.0 - (0.2 if m == "kd" else 0),
              "teacher_bits_per_byte": 2.5, "teacher_accuracy": 0.6, "accuracy_share": 0.9, "param_ratio": 0.3,
              "speedup": 2.0} for seed in range(3) for m in ("kd", "labels")]
-    row = dist.summarize(pd.DataFrame(rows)).iloc[0]
+    row = analysis.summary(pd.DataFrame(rows)).iloc[0]
     assert row["kd_gain_acc"] == pytest.approx(0.1) and row["kd_gain_acc_std"] == pytest.approx(0.0, abs=1e-9)
     assert row["kd_gain_bpb"] == pytest.approx(0.2) and row["speedup"] == 2.0

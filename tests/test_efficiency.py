@@ -7,6 +7,7 @@ import pytest
 
 import variants
 from bench.config import ConfigError
+from bench.analysis import efficiency as eff_analysis
 from bench.sweeps import efficiency as eff
 
 
@@ -40,8 +41,8 @@ def test_memory_exponent_sees_through_a_fixed_buffer():
     T = 2 ** np.arange(10, 16)
     rows = pd.DataFrame({"sweep": "efficiency", "status": "ok", "variant": "linear_elu", "phase": "forward",
                          "causal": False, "T": T, "median_s": 1e-6 * T, "peak_bytes": 4 * 2 ** 20 + 1024 * T})
-    table = eff.exponent_table(rows)
+    table = eff_analysis.exponent_table(rows)
     (row,) = table.to_dict("records")
     assert row["mem_exp"].value == pytest.approx(1.0, abs=0.02)
     assert row["time_exp"].value == pytest.approx(1.0, abs=0.01)
-    assert eff.memory_exponent(T[:2], T[:2]) is None  # three lengths at least
+    assert eff_analysis.memory_exponent(T[:2], T[:2]) is None  # three lengths at least

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bench.fit import crossover, fit_power_law, loglog_exponent, offset_exponent
+from bench.analysis.fit import crossover, fit_power_law, loglog_exponent, offset_exponent
 
 
 @pytest.mark.parametrize("k", [1.0, 2.0])

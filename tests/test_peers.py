@@ -13,6 +13,7 @@ import torch
 import variants
 from bench import peers
 from bench.measure import Shape
+from bench.analysis import peers as analysis
 from bench.sweeps import peers as sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,7 +136,7 @@ def test_execute_and_summarize():
         rows.append({**case.as_dict(), "status": "ok", **metrics})
     peer_row = rows[1]
     assert peer_row["rel_err"] < 1e-5 and peer_row["rel_err_small_logits"] < 1e-5
-    table = sweep.summarize(pd.DataFrame(rows))
+    table = analysis.summary(pd.DataFrame(rows))
     assert len(table) == 1
     row = table.iloc[0]
     assert len(peer_row["paired_ratios"]) == 3 and "paired_ratios" not in rows[0]
@@ -146,7 +147,7 @@ def test_execute_and_summarize():
     assert row["time_ratio_separate"] == pytest.approx(rows[0]["median_s"] / rows[1]["median_s"])
     assert row["rel_err"] == pytest.approx(peer_row["rel_err"])
     rows[1]["status"] = "unsupported"
-    assert pd.isna(sweep.summarize(pd.DataFrame(rows)).iloc[0]["time_ratio"])
+    assert pd.isna(analysis.summary(pd.DataFrame(rows)).iloc[0]["time_ratio"])
 
 
 def test_summarize_reports_the_side_by_side_ratio_and_keeps_the_separate_one():
@@ -156,8 +157,8 @@ def test_summarize_reports_the_side_by_side_ratio_and_keeps_the_separate_one():
     rows = [{**base, "impl": "ours", "median_s": 1.1e-3},
             {**base, "impl": "peer", "median_s": 1.0e-3, "paired_time_ratio": 0.9, "paired_time_ratio_q1": 0.88,
              "paired_time_ratio_q3": 0.93}]
-    row = sweep.summarize(pd.DataFrame(rows)).iloc[0]
+    row = analysis.summary(pd.DataFrame(rows)).iloc[0]
     assert row["time_ratio"] == pytest.approx(0.9) and row["time_ratio_separate"] == pytest.approx(1.1)
     assert (row["time_ratio_q1"], row["time_ratio_q3"]) == pytest.approx((0.88, 0.93))
     old = [{k: v for k, v in r.items() if not k.startswith("paired")} for r in rows]  # a run from before pairing
-    assert sweep.summarize(pd.DataFrame(old)).iloc[0]["time_ratio"] == pytest.approx(1.1)
+    assert analysis.summary(pd.DataFrame(old)).iloc[0]["time_ratio"] == pytest.approx(1.1)

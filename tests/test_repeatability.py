@@ -7,6 +7,7 @@ import pytest
 from bench import store
 from bench.config import ConfigError, apply_overrides
 from bench.run import run_sweep
+from bench.analysis import repeatability as analysis
 from bench.sweeps import repeatability as rep
 
 
@@ -26,19 +27,19 @@ def frame(peaks, medians, iqrs):
 
 
 def test_spread_table_flags_memory_beyond_five_percent_and_unstable_times():
-    good = rep.repeat_table(frame([100e6, 104e6], [0.010, 0.011], [0.0002, 0.0003])).iloc[0]
+    good = analysis.repeat_table(frame([100e6, 104e6], [0.010, 0.011], [0.0002, 0.0003])).iloc[0]
     assert good["mem_spread"] == pytest.approx(2e6 / 102e6) and good["mem_ok"]
     assert good["max_rel_iqr"] == pytest.approx(0.0003 / 0.011) and good["time_ok"]
-    bad = rep.repeat_table(frame([100e6, 112e6], [0.010, 0.010], [0.0002, 0.0005])).iloc[0]
+    bad = analysis.repeat_table(frame([100e6, 112e6], [0.010, 0.010], [0.0002, 0.0005])).iloc[0]
     assert not bad["mem_ok"] and not bad["time_ok"]
     assert pd.isna(bad["live_spread"])  # rows without live bytes (CUDA, older runs)
-    sub_ms = rep.repeat_table(frame([1e6, 1e6], [1e-4, 1e-4], [5e-5, 5e-5])).iloc[0]
+    sub_ms = analysis.repeat_table(frame([1e6, 1e6], [1e-4, 1e-4], [5e-5, 5e-5])).iloc[0]
     assert sub_ms["time_ok"] is None  # the 3% bound is not applied under 1 ms
 
 
 def test_live_bytes_spread_separates_the_heap_layout_from_the_call():
     rows = frame([100e6, 112e6], [0.010, 0.010], [0.0002, 0.0002]).assign(peak_live_bytes=[90e6, 90e6])
-    row = rep.repeat_table(rows).iloc[0]
+    row = analysis.repeat_table(rows).iloc[0]
     assert not row["mem_ok"] and row["live_spread"] == 0.0
 
 
@@ -48,5 +49,5 @@ def test_each_repeat_runs_in_its_own_child(tmp_path):
     path = run_sweep(rep.SWEEP, cfg, profile="quick", out_dir=tmp_path)
     df = store.load(path)
     assert list(df["status"]) == ["ok", "ok"] and df["child_pid"].nunique() == 2
-    assert (df["peak_bytes"] > 0).all() and "memory within 5%" in rep.summarize(df)
+    assert (df["peak_bytes"] > 0).all() and "memory within 5%" in analysis.summary(df)
     assert (df["peak_live_bytes"] > 0).all() and df["peak_live_bytes"].nunique() == 1

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from bench import plots, report, store
-from bench.plots import FigureResult, NotMeasured
+from bench.plots.common import FigureResult, NotMeasured
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -3,7 +3,8 @@
 A sweep module defines its ``Config`` (a frozen dataclass extending ``bench.config.RunConfig``, one trailing
 comment per field: its ``--help`` line), ``PROFILES`` (``{"quick": Config(...), "full": Config(...)}``),
 ``cases(cfg)`` and ``execute(case) -> dict`` (measures one case inside the isolated worker, SI units; raise
-``NotImplementedError`` for an unsupported combination), and declares the rest in its ``Sweep``.
+``NotImplementedError`` for an unsupported combination), and declares the rest in its ``Sweep``
+(its end-of-run ``summarize`` comes from ``bench.analysis``: sweeps do no analysis).
 
 The registry below is explicit: add one line per new sweep.
 """

@@ -16,6 +16,7 @@ import variants
 from bench import tasks
 from bench.config import Case, ConfigError, RunConfig, require_nonempty, require_positive
 from bench.sweep import Sweep
+from bench.analysis.accuracy import summary
 from bench.train import TrainConfig, model_config_for, train
 
 NAME = "accuracy"
@@ -215,49 +216,7 @@ def execute(case: Case) -> dict[str, Any]:
             "steps_run": result.steps, "train_s": result.wall_s, "n_params": result.n_params}
 
 
-# ------------------------------------------------------------------------------------------------------ summary
-
-def median_steps(steps: Any, budget: float) -> float:
-    """Median steps_to_target with censored runs (NaN / None) counted as beyond the budget; NaN when the median
-    itself is censored (half or more of the seeds never reached the target)."""
-    values = sorted(math.inf if v is None or v != v else float(v) for v in steps)
-    if not values:
-        return math.nan
-    mid = len(values) // 2
-    median = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-    return median if median <= budget else math.nan
-
-
-def _summary_row(group: Any) -> dict[str, Any]:
-    """One (task, variant, T) group of ok rows -> its summary line."""
-    budget = float(group["steps"].max())
-    reached = group["steps_to_target"].notna() & ~group["censored"].astype(bool)
-    row = {"seeds": len(group), "acc_mean": group["accuracy"].mean(), "acc_std": group["accuracy"].std(ddof=1),
-           "loss_mean": group["loss"].mean(), "reached": f"{int(reached.sum())}/{len(group)}",
-           "steps_to_target_median": median_steps(group["steps_to_target"].where(reached), budget),
-           "train_s_mean": group["train_s"].mean()}
-    if "bits_per_byte" in group and group["bits_per_byte"].notna().any():
-        row["bpb_mean"] = group["bits_per_byte"].mean()
-    return row
-
-
-def summarize(df: Any) -> Any:
-    """Mean ± std of test accuracy over seeds per (task, variant, T), seeds that reached the target, and the
-    median steps_to_target (NaN when censored for half the seeds or more). Only rows with status ok count."""
-    import pandas as pd
-
-    if df is None or len(df) == 0 or "accuracy" not in df:
-        return pd.DataFrame()
-    ok = df[df["status"] == "ok"] if "status" in df else df
-    if len(ok) == 0:
-        return pd.DataFrame()
-    rows = [{"task": task, "variant": var, "T": T, **_summary_row(group)}
-            for (task, var, T), group in ok.groupby(["task", "variant", "T"], sort=True)]
-    return pd.DataFrame(rows)
-
-
-
 SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute, parallel=True,
-              summarize=summarize,
+              summarize=summary,
               metrics=("accuracy", "loss", "bits_per_byte", "steps_to_target", "censored", "curve", "steps_run",
                        "train_s", "n_params"))

@@ -16,6 +16,7 @@ import torch
 import variants
 from bench.config import Case, ConfigError, ShapeConfig
 from bench.sweep import Sweep
+from bench.analysis.approximation import summary
 from bench.measure import DTYPES, log2_grid, resolve_device
 
 NAME = "approximation"
@@ -254,27 +255,7 @@ def execute(case: Case) -> dict[str, Any]:
         row["attended_fraction"] = attended_fraction(attn, case["T"])
     row["budget_name"] = budget_name(case["variant"])
     return {**row, **exactness(case)}
-
-
-# ----------------------------------------------------------------------------------------------------- summary
-
-GROUP_KEYS = ("variant", "regime", "T", "budget_name", "budget", "pinv_iters", "init")
-
-
-def summarize(df: Any) -> Any:
-    """Mean ± std over seeds of rel_error (and means of the rest) per variant × regime × T × budget (× Nyström
-    pinv_iters, × Linformer init). Rows whose status is not "ok" are left out; ``n`` counts the seeds used."""
-    if "status" in df.columns:
-        df = df[df["status"] == "ok"]
-    keys = [key for key in GROUP_KEYS if key in df.columns]
-    grouped = df.groupby(keys, dropna=False, sort=True)
-    table = grouped.agg(rel_error=("rel_error", "mean"), rel_error_std=("rel_error", "std"),
-                        max_abs_error=("max_abs_error", "mean"), ref_entropy=("ref_entropy", "mean"),
-                        at_exact_limit=("at_exact_limit", "all"), n=("rel_error", "size"))
-    return table.reset_index()
-
-
 SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute, parallel=True,
-              summarize=summarize,
+              summarize=summary,
               metrics=("rel_error", "max_abs_error", "ref_rms", "ref_entropy", "ref_max_prob", "attended_fraction",
                        "budget_name", "exact_limit", "at_exact_limit"))

@@ -7,19 +7,17 @@ not ``error`` (the store's failure message). Protocol and references: docs/sweep
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-import numpy as np
 import torch
 from torch import nn
 
 from bench import tasks
 from bench.config import Case, ConfigError, TaskPoolConfig, require_nonempty, require_positive
 from bench.sweep import Sweep
-from bench.fit import PowerLaw, crossover, fit_power_law
+from bench.analysis.learning import FIT_METRIC, summary
 from bench.tasks import TaskData
 from bench.train import BITS_PER_BYTE_TASKS, TrainConfig, deterministic, evaluate, fit, model_config_for
 from bench.tasks.text_bytes import bits_per_byte
@@ -32,8 +30,6 @@ MODEL_FIELDS = ("d_model", "n_layers", "n_heads", "token_shift")
 TASK_FIELDS = {"local_motif": {"seq_len": "seq_len", "vocab_size": "motif_vocab", "motif_len": "motif_len",
                                "n_classes": "motif_classes"},
                "text_bytes": {"seq_len": "seq_len", "max_pool_bytes": "text_pool_bytes"}}  # task field -> sweep's
-FIT_METRIC = {"local_motif": "test_error", "text_bytes": "bits_per_byte"}  # what the power law is fitted to
-REFERENCE = "transformer"  # the model whose crossover with each baseline is reported
 
 
 @dataclass(frozen=True)
@@ -204,102 +200,7 @@ def execute(case: Case) -> dict[str, Any]:
             "baseline": MODELS[case["model"]].baseline}
 
 
-# ------------------------------------------------------------------------------------------------------ summary
-
-def _resolution(group: Any, metric: str) -> float:
-    """The smallest error the test set can tell from zero (one example in ``n_eval``); 0 for bits per byte."""
-    return 1.0 / float(group["n_eval"].min()) if metric == "test_error" and "n_eval" in group else 0.0
-
-
-def _flat(group: Any, metric: str) -> bool:
-    """True when the mean metric falls by less than two test examples' worth from the smallest to the largest D."""
-    means = group.groupby("n_train")[metric].mean()
-    return metric == "test_error" and means.iloc[0] - means.iloc[-1] < 2 * _resolution(group, metric)
-
-
-def fitted_law(group: Any, metric: str) -> PowerLaw | None:
-    """The fitted power law of one (task, model) group; None with fewer than three sizes or a flat curve.
-
-    Errors are floored at half the test set's resolution: bench.fit searches the floor c in [0, min(err)), so a
-    single seed at exactly zero error would leave no admissible c."""
-    if _flat(group, metric):
-        return None
-    err = group[metric].astype(float).clip(lower=0.5 * _resolution(group, metric))
-    try:
-        return fit_power_law(group["n_train"].astype(float), err)
-    except ValueError:
-        return None
-
-
-def _crossovers(means: Any, law: dict[str, PowerLaw | None], baselines: list[str]) -> dict[str, Any]:
-    """For the reference model: measured and extrapolated crossover size with each baseline (NaN: none)."""
-    out: dict[str, Any] = {}
-    if REFERENCE not in means:
-        return out
-    for base in baselines:
-        pair = means[[REFERENCE, base]].dropna().clip(lower=1e-4)  # errors of 0 would break the log ratio
-        at = crossover(pair.index, pair[REFERENCE], pair[base]) if len(pair) >= 2 else None
-        out[f"crossover_vs_{base}"] = math.nan if at is None else at
-        out[f"extrapolated_crossover_vs_{base}"] = _extrapolated(law.get(REFERENCE), law.get(base), pair.index)
-    return out
-
-
-def _extrapolated(ref: PowerLaw | None, base: PowerLaw | None, sizes: Any) -> float:
-    """The first D (up to 10^9) at which the fitted reference curve falls below the baseline's; NaN if none."""
-    if ref is None or base is None or len(sizes) == 0:
-        return math.nan
-    grid = np.geomspace(float(min(sizes)), 1e9, 400)
-    below = ref.predict(grid) < base.predict(grid)
-    if not below.any():
-        return math.nan
-    i = int(np.argmax(below))
-    return float(grid[i]) if below[i:].all() else math.nan
-
-
-def _fit_row(task: str, model: str, group: Any, law: PowerLaw | None, target: float) -> dict[str, Any]:
-    means = group.groupby("n_train")[FIT_METRIC[task]].mean()
-    row = {"task": task, "model": model, "baseline": model in MODELS and MODELS[model].baseline,
-           "metric": FIT_METRIC[task], "n_sizes": int(group["n_train"].nunique()),
-           "seeds": int(group["seed"].nunique()), "n_params": int(group["n_params"].median()),
-           "metric_at_min": means.iloc[0], "metric_at_max": means.iloc[-1], "target": target}
-    if law is None or law.a <= 0:  # no decrease to fit: α is undefined (NaN), not 0
-        flat = _flat(group, FIT_METRIC[task]) or law is not None
-        return {**row, "fit": "flat" if flat else "too few sizes"}
-    need = law.data_for(target)
-    return {**row, "fit": "ok", "alpha": law.alpha.value, "alpha_lo": law.alpha.lo, "alpha_hi": law.alpha.hi,
-            "floor_c": law.c.value, "c_lo": law.c.lo, "c_hi": law.c.hi, "a": law.a,
-            "data_for_target": math.nan if need is None else need}
-
-
-def _task_rows(task: str, rows: Any, target: float) -> list[dict[str, Any]]:
-    """Every model's fit on one task, the reference row carrying its crossovers with each baseline."""
-    metric = FIT_METRIC[task]
-    laws = {m: fitted_law(g, metric) for m, g in rows.groupby("model", sort=True)}
-    out = [_fit_row(task, m, g, laws[m], target) for m, g in rows.groupby("model", sort=True)]
-    means = rows.pivot_table(index="n_train", columns="model", values=metric, aggfunc="mean")
-    baselines = sorted(m for m in laws if MODELS.get(m) is not None and MODELS[m].baseline)
-    cross = _crossovers(means, laws, baselines)
-    return [{**r, **cross} if r["model"] == REFERENCE else r for r in out]
-
-
-def summarize(df: Any, target_error: float = 0.1, target_bpb: float = 3.0) -> Any:
-    """Per (task, model): α and the floor c with 95% bootstrap CIs, D needed for the target, the metric at the
-    smallest and largest D; on the ``transformer`` row, the size above which it beats each baseline (measured,
-    interpolated in log-log; NaN when it never does within the range) and the crossover of the fitted curves
-    (extrapolated, up to 10^9). Only rows with status ok count."""
-    import pandas as pd
-
-    if df is None or len(df) == 0 or "n_train" not in df or "test_error" not in df:
-        return pd.DataFrame()
-    ok = df[df["status"] == "ok"] if "status" in df else df
-    targets = {"local_motif": target_error, "text_bytes": target_bpb}
-    rows = [r for task, g in ok.groupby("task", sort=True) if task in FIT_METRIC
-            for r in _task_rows(task, g.dropna(subset=[FIT_METRIC[task]]), targets[task])]
-    return pd.DataFrame(rows)
-
-
-
 SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute, parallel=True,
-              summarize=summarize,
+              summarize=summary,
               metrics=("accuracy", "test_error", "loss", "train_accuracy", "train_loss", "curve", "steps_run",
                        "train_s", "n_params", "bits_per_byte", "train_bytes", "baseline"))

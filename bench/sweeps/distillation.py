@@ -24,6 +24,7 @@ from torch import nn
 from bench import tasks
 from bench.config import Case, ConfigError, TaskPoolConfig, require_nonempty, require_positive
 from bench.sweep import Sweep
+from bench.analysis.distillation import summary
 from bench.measure import time_callable
 from bench.sweeps.data_scaling import fixed_splits
 from bench.tasks import TaskData
@@ -275,52 +276,7 @@ def execute(case: Case) -> dict[str, Any]:
             "student_attention": s_cfg.attention, "student_d_model": s_cfg.d_model, "student_layers": s_cfg.n_layers}
 
 
-# ------------------------------------------------------------------------------------------------------ summary
-
-def _gain(rows: Any, column: str, sign: float) -> tuple[float, float]:
-    """Mean and std over seeds of sign·(kd − labels) of ``column``, paired by seed."""
-    wide = rows.pivot_table(index="seed", columns="method", values=column, aggfunc="mean")
-    if not {"kd", "labels"} <= set(wide.columns):
-        return math.nan, math.nan
-    diff = sign * (wide["kd"] - wide["labels"]).dropna()
-    return float(diff.mean()), float(diff.std(ddof=1)) if len(diff) > 1 else math.nan
-
-
-def _summary_row(group: Any) -> dict[str, Any]:
-    """One (task, student, n_train) group: the triple per method and the paired KD gain."""
-    by = group.groupby("method")
-    row = {"seeds": int(group["seed"].nunique()), "param_ratio": float(group["param_ratio"].median()),
-           "speedup": float(group["speedup"].median()),
-           "teacher_acc": float(group["teacher_accuracy"].mean())}
-    for method, g in by:
-        row[f"{method}_acc_share"] = float(g["accuracy_share"].mean())
-        if g["bits_per_byte"].notna().any():
-            row[f"{method}_bpb"] = float(g["bits_per_byte"].mean())
-    row["kd_gain_acc"], row["kd_gain_acc_std"] = _gain(group, "accuracy", 1.0)
-    if group["bits_per_byte"].notna().any():
-        row["teacher_bpb"] = float(group["teacher_bits_per_byte"].mean())
-        row["kd_gain_bpb"], row["kd_gain_bpb_std"] = _gain(group, "bits_per_byte", -1.0)  # fewer bits = a gain
-    return row
-
-
-def summarize(df: Any) -> Any:
-    """Per (task, student, n_train): parameter ratio, median speed-up, accuracy share (and bits per byte) per
-    method, and the KD gain paired by seed (accuracy points; bits per byte saved), mean and std over seeds.
-    Only rows with status ok count."""
-    import pandas as pd
-
-    if df is None or len(df) == 0 or "accuracy_share" not in df:
-        return pd.DataFrame()
-    ok = df[df["status"] == "ok"] if "status" in df else df
-    if "bits_per_byte" not in ok:
-        ok = ok.assign(bits_per_byte=math.nan, teacher_bits_per_byte=math.nan)
-    rows = [{"task": task, "student": student, "n_train": n, **_summary_row(g)}
-            for (task, student, n), g in ok.groupby(["task", "student", "n_train"], sort=True)]
-    return pd.DataFrame(rows)
-
-
-
-SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute, summarize=summarize,
+SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute, summarize=summary,
               metrics=("accuracy", "loss", "curve", "train_s", "steps_run", "bits_per_byte", "teacher_accuracy",
                        "teacher_loss", "teacher_bits_per_byte", "teacher_train_s", "teacher_cached",
                        "accuracy_share", "bpb_ratio", "n_params", "teacher_params", "param_ratio", "teacher_s",

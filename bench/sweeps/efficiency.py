@@ -15,6 +15,7 @@ import torch
 import variants
 from bench.config import Case, ConfigError, MeasureConfig
 from bench.sweep import TIMING, Sweep
+from bench.analysis.efficiency import summary
 from bench.measure import (DTYPES, PHASES, Shape, counted_flops, live_bytes_metric, log2_grid, peak_memory,
                            phase_callable, time_callable)
 
@@ -106,64 +107,6 @@ def execute(case: Case) -> dict[str, Any]:
     return out
 
 
-
-def memory_exponent(T, peak_bytes):
-    """k of peak = a + b·T^k over the five largest T (``bench.fit.offset_exponent``); None below three T.
-
-    Memory gets the offset fit and time the plain log-log slope: a fixed buffer (a weight matrix, a cache-sized
-    tile group, a workspace) is a real constant term of an O(T) memory and bends its slope well below 1 over
-    T <= 32768, while a time's constant (dispatch, ~10 µs) is negligible at the top of the range."""
-    from bench.fit import offset_exponent
-
-    try:
-        return offset_exponent(T, peak_bytes, top=5)
-    except ValueError:
-        return None
-
-
-def exponent_table(df, top: int = 4):
-    """Per variant × phase × causal: the time exponent (log-log slope over the top ``top`` lengths) and the memory
-    exponent (``memory_exponent``), each with a 95% CI, the declared ones, and the crossover T against full_sdpa
-    and full_naive (same phase and causal)."""
-    import pandas as pd
-
-    from bench.fit import crossover, loglog_exponent
-
-    ok = df[(df["sweep"] == NAME) & (df["status"] == "ok")]
-    rows = []
-    for (name, phase, causal), g in ok.groupby(["variant", "phase", "causal"], sort=True):
-        if g["T"].nunique() < 2:
-            continue
-        spec = variants.get(name).spec
-        row = {"variant": name, "phase": phase, "causal": bool(causal),
-               "time_exp": loglog_exponent(g["T"], g["median_s"], top=top),
-               "time_declared": spec.time_exponent,
-               "mem_exp": memory_exponent(g["T"], g["peak_bytes"]),
-               "mem_declared": spec.memory_exponent}
-        for ref in ("full_sdpa", "full_naive"):
-            r = ok[(ok["variant"] == ref) & (ok["phase"] == phase) & (ok["causal"] == causal)]
-            both = g.merge(r, on="T", suffixes=("", "_ref"))
-            row[f"crossover_{ref}"] = (crossover(both["T"], both["median_s"], both["median_s_ref"])
-                                       if name != ref and len(both) >= 2 else None)
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def summarize(df) -> str:
-    """One screen: exponents with CIs and crossovers for the forward and forward+backward phases."""
-    table = exponent_table(df)
-    if table.empty:
-        from bench.run import summary_table
-
-        return summary_table(df)
-    table = table[table["phase"] != "train_step"].copy()
-    for col in ("time_exp", "mem_exp"):
-        table[col] = table[col].map(lambda e: "-" if e is None else str(e))
-    for col in ("crossover_full_sdpa", "crossover_full_naive"):
-        table[col] = table[col].map(lambda x: "-" if x is None or x != x else f"{x:.0f}")
-    return table.to_string(index=False)
-
-
 SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute, calibration=CALIBRATION,
-              fresh_child=fresh_child, summarize=summarize,
+              fresh_child=fresh_child, summarize=summary,
               metrics=(*TIMING, "peak_bytes", "peak_live_bytes", "flops", "flops_analytic", "bytes_analytic"))

@@ -17,6 +17,7 @@ from bench.config import Case, ConfigError, MeasureConfig
 from bench.isolate import default_mem_cap_bytes
 from bench.outcome import Outcome
 from bench.sweep import TIMING, Plan, Summary, Sweep, no_cases
+from bench.analysis.limits import summary
 from bench.measure import Shape, peak_memory, phase_callable, resolve_device, time_callable
 
 NAME = "limits"
@@ -202,16 +203,7 @@ def manifest(cfg: Config) -> dict[str, Any]:
     return {"mem_cap_bytes": int(cfg.mem_budget_bytes * 1.5), "time_probe_mem_cap_bytes": time_cap}
 
 
-def summarize(df):
-    """Max T under each budget per variant (the limit rows), one screen."""
-    rows = df[(df["kind"] == "limit") & (df["status"] == "ok")]
-    if rows.empty:
-        return "no limits found"
-    table = rows.pivot_table(index="variant", columns="budget", values="max_fit_t", aggfunc="first")
-    return "largest T that fits (memory: bytes budget; time: forward median budget)\n" + table.to_string()
-
-
 SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=no_cases, execute=execute, plan=plan,
               metrics=(*TIMING, "fits", "input_bytes", "peak_bytes", "total_bytes", "max_fit_t", "min_fail_t",
                        "censored", "min_fail_why"),
-              mem_cap=mem_cap, manifest=manifest, summarize=summarize)
+              mem_cap=mem_cap, manifest=manifest, summarize=summary)

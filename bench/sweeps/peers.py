@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from bench import peers
 from bench.config import Case, ConfigError, MeasureConfig
 from bench.sweep import TIMING, Sweep
+from bench.analysis.peers import summary
 from bench.measure import (DTYPES, Shape, live_bytes_metric, make_qkv, paired_ratios, peak_memory,
                            resolve_device, time_callable)
 
@@ -133,57 +134,7 @@ def paired_time(spec: peers.PeerSpec, shape: Shape, case: Case, peer_fn: Callabl
             "paired_ratios": [float(f"{r:.4g}") for r in ratios]}
 
 
-# ----------------------------------------------------------------------------------------------------- summary
-
-PAIR_KEYS = ("peer", "variant", "T", "phase")
-AGREEMENT = ("rel_err", "grad_rel_err", "rel_err_small_logits", "ours_vs_full", "peer_vs_full")
-PAIRED = ("paired_time_ratio", "paired_time_ratio_q1", "paired_time_ratio_q3")
-
-
-def summarize(df: Any) -> Any:
-    """One row per (peer, variant, T, phase): median seconds and peak bytes of ours and the peer, the ratios
-    ours/peer (< 1: ours is faster / smaller), and the peer row's agreement columns. Only "ok" rows are used; a
-    pair missing either side has NaN ratios.
-
-    ``time_ratio`` is the side-by-side ratio of the peer row (``paired_time_ratio``, with its quartiles
-    ``time_ratio_q1`` / ``time_ratio_q3``) where the row has one, else the ratio of the two medians, which is
-    always kept as ``time_ratio_separate``."""
-    import pandas as pd
-
-    if "status" in df.columns:
-        df = df[df["status"] == "ok"]
-    keys = list(PAIR_KEYS)
-    if df.empty:
-        return pd.DataFrame(columns=[*keys, "time_ours_s", "time_peer_s", "time_ratio", "bytes_ours",
-                                     "bytes_peer", "bytes_ratio"])
-    live = "peak_live_bytes" in df.columns and df["peak_live_bytes"].notna().any()
-    values = ["median_s", "peak_bytes", *(["peak_live_bytes"] if live else [])]
-    wide = df.pivot_table(index=keys, columns="impl", values=values, aggfunc="median")
-    table = pd.DataFrame(index=wide.index)
-    labels = {"median_s": "time", "peak_bytes": "bytes", "peak_live_bytes": "live_bytes"}
-    for metric, label in ((m, labels[m]) for m in values):
-        ours = wide[(metric, "ours")] if (metric, "ours") in wide else float("nan")
-        peer = wide[(metric, "peer")] if (metric, "peer") in wide else float("nan")
-        suffix = "_s" if label == "time" else ""
-        table[f"{label}_ours{suffix}"], table[f"{label}_peer{suffix}"] = ours, peer
-        table[f"{label}_ratio"] = ours / peer
-    table["time_ratio_separate"] = table["time_ratio"]
-    peer_rows = df[df["impl"] == "peer"].groupby(keys)
-    paired = [c for c in PAIRED if c in df.columns]
-    if paired:
-        p = peer_rows[paired].median().reindex(table.index)
-        both = table["time_ratio_separate"].notna()  # a pair missing its ours row has no ratio of either kind
-        table["time_ratio"] = p["paired_time_ratio"].where(both & p["paired_time_ratio"].notna(),
-                                                           table["time_ratio_separate"])
-        table["time_ratio_q1"] = p["paired_time_ratio_q1"].where(both)
-        table["time_ratio_q3"] = p["paired_time_ratio_q3"].where(both)
-    agree = [c for c in AGREEMENT if c in df.columns]
-    if agree:
-        table = table.join(peer_rows[agree].median())
-    return table.reset_index()
-
-
-SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute, summarize=summarize,
+SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute, summarize=summary,
               metrics=(*TIMING, "peak_bytes", "peak_bytes_probes", "peak_live_bytes", "peer_installed",
                        "peer_requirement", "rel_err", "max_abs_err", "grad_rel_err", "rel_err_small_logits",
                        "ours_vs_full", "peer_vs_full", "paired_ratios", "paired_time_ratio", "paired_time_ratio_q1",

@@ -14,13 +14,12 @@ import torch
 
 import variants
 from bench.config import Case, ConfigError
-from bench.measure import (MIN_STABLE_MEDIAN_S, STABLE_REL_IQR, live_bytes_metric, peak_memory, phase_callable,
-                           time_callable)
 from bench.sweep import TIMING, Sweep
+from bench.analysis.repeatability import summary
+from bench.measure import live_bytes_metric, peak_memory, phase_callable, time_callable
 from bench.sweeps import efficiency
 
 NAME = "repeatability"
-MEMORY_TOLERANCE = 0.05  # fresh-child peaks of one case within 5% of their mean
 
 
 @dataclass(frozen=True)
@@ -79,52 +78,5 @@ def execute(case: Case) -> dict[str, Any]:
     out.update(live_bytes_metric(fn, shape.device))
     out["child_pid"] = os.getpid()  # evidence that each repeat ran in a process of its own
     return out
-
-
-def repeat_table(df):
-    """Per variant × phase × T: fresh-child peak memory spread (max |peak − mean| / mean) and whether it is within
-    5%; the worst timing IQR/median among its repeats (cases >= 1 ms) and the spread of their medians."""
-    import pandas as pd
-
-    ok = df[(df["sweep"] == NAME) & (df["status"] == "ok")]
-    rows = []
-    for (name, phase, T), g in ok.groupby(["variant", "phase", "T"], sort=True):
-        if len(g) < 2:
-            continue
-        peak = g["peak_bytes"].astype(float)
-        mem_spread = float((peak - peak.mean()).abs().max() / peak.mean())
-        live = g["peak_live_bytes"].astype(float) if "peak_live_bytes" in g else pd.Series([float("nan")])
-        live_spread = float((live - live.mean()).abs().max() / live.mean()) if live.notna().all() else float("nan")
-        med = g["median_s"].astype(float)
-        timed = med >= MIN_STABLE_MEDIAN_S
-        rel_iqr = (g["iqr_s"].astype(float) / med)[timed]
-        rows.append({"variant": name, "phase": phase, "T": int(T), "repeats": len(g),
-                     "peak_mib": peak.mean() / 2 ** 20, "mem_spread": mem_spread,
-                     "mem_ok": mem_spread <= MEMORY_TOLERANCE, "live_spread": live_spread,
-                     "median_ms": med.mean() * 1e3,
-                     "median_spread": float((med - med.mean()).abs().max() / med.mean()),
-                     "max_rel_iqr": float(rel_iqr.max()) if len(rel_iqr) else float("nan"),
-                     "time_ok": bool((rel_iqr <= STABLE_REL_IQR).all()) if len(rel_iqr) else None})
-    return pd.DataFrame(rows)
-
-
-def summarize(df) -> str:
-    table = repeat_table(df)
-    if table.empty:
-        from bench.run import summary_table
-
-        return summary_table(df)
-    mem = f"memory within {MEMORY_TOLERANCE:.0%} across fresh children: {int(table['mem_ok'].sum())}/{len(table)}"
-    timed = table.dropna(subset=["time_ok"])
-    tim = (f"timing IQR/median <= {STABLE_REL_IQR:.0%} (cases >= 1 ms): "
-           f"{int(timed['time_ok'].astype(bool).sum())}/{len(timed)}")
-    shown = table.copy()
-    for col in ("mem_spread", "live_spread", "median_spread", "max_rel_iqr"):
-        shown[col] = shown[col].map(lambda x: f"{x:.1%}")
-    for col in ("peak_mib", "median_ms"):
-        shown[col] = shown[col].map(lambda x: f"{x:.3g}")
-    return f"{shown.to_string(index=False)}\n{mem}\n{tim}"
-
-
 SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute, fresh_child=fresh_child,
-              summarize=summarize, metrics=(*TIMING, "peak_bytes", "peak_live_bytes", "child_pid"))
+              summarize=summary, metrics=(*TIMING, "peak_bytes", "peak_live_bytes", "child_pid"))

@@ -87,10 +87,9 @@ def _offset_fit(T: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
 def offset_exponent(T, y, top: int = 5, n_boot: int = 300, level: float = 0.95, seed: int = 0) -> Estimate:
     """Exponent k of y = a + b·T^k (a, b >= 0) over the ``top`` largest distinct T, with a bootstrap CI.
 
-    A cost that is "O(T)" is a + b·T: a fixed workspace, a weight matrix, a cache-sized buffer. Over a finite range
-    the log-log slope of a + b·T is below 1 (a 4 MiB buffer beside a 38 MiB output at the top of the range reads
-    as 0.8), so this fits the offset instead of letting it bend the slope. Needs three distinct T (three
-    parameters); with exactly three the fit is exact and the interval is the point itself. CI: residual bootstrap
+    A cost that is "O(T)" is a + b·T (a fixed workspace, a weight matrix, a cache-sized buffer); over a finite
+    range the offset bends a log-log slope below 1, so it is fitted instead (docs/analysis.md). Needs three
+    distinct T; with exactly three the fit is exact and the interval is the point itself. CI: residual bootstrap
     in relative error around the fitted curve."""
     T, y = np.asarray(T, dtype=float), np.asarray(y, dtype=float)
     keep = np.isfinite(y) & (y > 0) & (T > 0)

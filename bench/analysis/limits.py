@@ -1,0 +1,34 @@
+"""The limits sweep's numbers: the largest T each variant fits under a memory and a time budget."""
+from __future__ import annotations
+
+import pandas as pd
+
+from bench.analysis.select import ok_rows
+
+COLUMNS = ["variant", "budget", "budget_value", "max_fit_t", "min_fail_t", "min_fail_why", "censored"]
+
+
+def limit_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The records of a found limit (``kind == "limit"``), apart from the probes that found it."""
+    return rows[rows["kind"] == "limit"]
+
+
+def limits_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per budget × variant of the ok limit rows: the budget, the largest T that fit, the smallest that did not
+    and why ("" where the row names no reason), and whether the search hit its cap (censored)."""
+    found = ok_rows(limit_rows(rows), "max_fit_t", "min_fail_t")
+    found["censored"] = found["censored"].fillna(False).astype(bool) if "censored" in found else False
+    found["budget_value"] = [r.get("mem_budget_bytes") if r["budget"] == "memory" else r.get("time_budget_s")
+                             for _, r in found.iterrows()]
+    found["min_fail_why"] = found["min_fail_why"].fillna("") if "min_fail_why" in found else ""
+    return found[COLUMNS].sort_values(["budget", "variant"]).reset_index(drop=True)
+
+
+def summary(df: pd.DataFrame) -> str:
+    """Max T under each budget per variant, one screen."""
+    rows = limit_rows(df)
+    rows = rows[rows["status"] == "ok"]
+    if rows.empty:
+        return "no limits found"
+    table = rows.pivot_table(index="variant", columns="budget", values="max_fit_t", aggfunc="first")
+    return "largest T that fits (memory: bytes budget; time: forward median budget)\n" + table.to_string()

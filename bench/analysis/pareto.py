@@ -1,0 +1,40 @@
+"""The accuracy–speed Pareto front: mean accuracy at the largest T beside the forward time of the same variant."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench.analysis.select import ok_rows, sorted_table
+
+
+def pareto_mask(time_s: np.ndarray, acc: np.ndarray) -> np.ndarray:
+    """True where no other point is both at least as fast and at least as accurate (and better in one)."""
+    return np.array([not np.any((time_s <= t) & (acc >= a) & ((time_s < t) | (acc > a)))
+                     for t, a in zip(time_s, acc)])
+
+
+def nearest_t(lengths: np.ndarray, T: float) -> float:
+    """The length in ``lengths`` nearest ``T`` on a log scale."""
+    return float(lengths[np.argmin(np.abs(np.log(lengths / T)))])
+
+
+def pareto_table(acc: pd.DataFrame, eff: pd.DataFrame) -> pd.DataFrame:
+    """Mean accuracy over tasks and seeds (``accuracy_rows``) at the largest T, beside the median non-causal
+    forward time of the efficiency rows ``eff`` at the nearest T, and whether the variant is on the front."""
+    T = float(acc["T"].max())
+    at = acc[acc["T"] == T].groupby("variant", sort=True)["accuracy"].agg(["mean", "std", "count"]).reset_index()
+    fwd = ok_rows(eff[(eff["phase"] == "forward") & (eff["causal"] == False)], "T", "median_s")  # noqa: E712
+    fwd = fwd.dropna(subset=["median_s"])
+    records = []
+    for _, r in at.iterrows():
+        mine = fwd[fwd["variant"] == r["variant"]]
+        if mine.empty:
+            continue
+        t_eff = nearest_t(mine["T"].to_numpy(float), T)
+        records.append({"variant": r["variant"], "T_accuracy": T, "accuracy_mean": r["mean"],
+                        "accuracy_std": r["std"], "n": int(r["count"]), "T_time": t_eff,
+                        "forward_s": float(mine.loc[mine["T"] == t_eff, "median_s"].median())})
+    table = sorted_table(records, ["variant"])
+    if not table.empty:
+        table["pareto"] = pareto_mask(table["forward_s"].to_numpy(), table["accuracy_mean"].to_numpy())
+    return table

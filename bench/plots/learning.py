@@ -1,0 +1,89 @@
+"""Figures of the training sweeps: learning curves with their power laws (data_scaling) and distillation."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.analysis import learning
+from bench.analysis.distillation import distillation_rows, distillation_table
+from bench.analysis.select import source
+from bench.plots.common import (FigureResult, NotMeasured, color_of, legend_right, new_figure, not_measured, save,
+                                style_axes)
+
+
+def learning_panel(ax, rows: pd.DataFrame, task: str) -> None:
+    """Mean ± std over seeds per size and each model's fitted power law; baselines black and dashed."""
+    metric, bases = learning.FIT_METRIC[task], learning.baselines(rows)
+    for model, g in rows[rows["task"] == task].groupby("model", sort=True):
+        g = g.dropna(subset=[metric])
+        base = model in bases
+        stats = learning.curve_stats(g, metric)
+        color = "black" if base else color_of(model)
+        law = learning.fitted_law(g, metric)
+        label = f"{model}{' (baseline)' if base else ''}" + (f": α={law.alpha.value:.2f}" if law else "")
+        ax.errorbar(stats["n_train"], stats["mean"], yerr=stats["std"].fillna(0), ls="none", marker="o",
+                    ms=4, capsize=2, color=color, label=label)
+        if law is not None:
+            grid = np.geomspace(stats["n_train"].min(), stats["n_train"].max(), 64)
+            ax.plot(grid, law.predict(grid), color=color, ls="--" if base else "-", lw=1)
+    style_axes(ax, task, "training-set size n", metric.replace("_", " "), logx=False, logy=False)
+    ax.set_xscale("log")
+    ax.legend(fontsize=7)
+
+
+def fig_learning_curves(df: pd.DataFrame, manifests: pd.DataFrame,
+                        out_dir: str | Path) -> FigureResult | NotMeasured:
+    """One panel per task: the fitted metric (test error, or bits per byte for text) against training-set size;
+    the table is ``bench.analysis.learning.summary``."""
+    name, title = "learning_curves", "Learning curves: error vs training-set size"
+    src = source(df, manifests, "data_scaling")
+    rows = None if src is None else src.rows
+    if rows is None or "n_train" not in rows or "task" not in rows:
+        return not_measured(name, title, "data_scaling", "no data_scaling rows (task, model, n_train, seed)")
+    rows = rows[(rows["status"] == "ok") & rows["task"].isin(list(learning.FIT_METRIC))]
+    tasks = sorted(rows["task"].unique())
+    if not tasks:
+        return not_measured(name, title, "data_scaling", "no finished data_scaling rows")
+    fig, axes = new_figure(1, len(tasks), (6.0 * len(tasks), 4.8))
+    for ax, task in zip(axes[0], tasks):
+        learning_panel(ax, rows, task)
+    caption = ("Held-out error (bits per byte for text) against the number of training examples, mean ± std over "
+               "seeds, with a·n^(−α) + c fitted to every seed's point; black, dashed: the baselines with a "
+               "built-in inductive bias and no attention. The table gives α and c with 95% bootstrap CIs, the data "
+               "needed for the target, and where the Transformer overtakes each baseline (NaN: not in range).")
+    table = learning.summary(rows)
+    return FigureResult(name, title, save(fig, out_dir, name), table, caption, src.manifests)
+
+
+def distillation_points(ax, table: pd.DataFrame) -> None:
+    """A marker per training signal, a colour per student, a line joining a student's two recipes."""
+    markers: dict = {}
+    for (student, method), r in table.groupby(["student", "method"], sort=True):
+        marker = markers.setdefault(method, "os^Dv"[len(markers) % 5])
+        ax.errorbar(r["speedup"], r["accuracy_share_mean"], yerr=r["accuracy_share_std"].fillna(0), ls="none",
+                    marker=marker, ms=6, capsize=2, color=color_of(student), label=f"{student} ({method})")
+    for student, r in table.groupby("student", sort=True):
+        ax.plot(r["speedup"], r["accuracy_share_mean"], color=color_of(student), lw=0.8, alpha=0.6)
+    ax.axhline(1.0, color="black", ls=":", lw=0.8)
+
+
+def fig_distillation(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -> FigureResult | NotMeasured:
+    name, title = "distillation", "Distillation: accuracy share vs speed-up"
+    src = source(df, manifests, "distillation")
+    rows = distillation_rows(src.rows) if src is not None else None
+    if rows is None:
+        return not_measured(name, title, "distillation", "no distillation rows (student, method, speedup, share)")
+    table = distillation_table(rows)
+    fig, axes = new_figure(1, 1, (9.0, 4.8))
+    ax = axes[0, 0]
+    distillation_points(ax, table)
+    style_axes(ax, "students: marker = training signal", "speed-up over the teacher (×)",
+               "student accuracy / teacher accuracy", logx=False, logy=False)
+    ax.set_xscale("log")
+    legend_right(ax)
+    caption = ("Each student's accuracy as a share of its teacher's against its speed-up, trained on the teacher's "
+               "soft targets (KD) or on the labels only, mean ± std over seeds. A line joins the two recipes of "
+               "one student, so its slope shows what distillation adds at that speed.")
+    return FigureResult(name, title, save(fig, out_dir, name), table, caption, src.manifests)

@@ -1,0 +1,86 @@
+"""Figures about the harness itself: repeatability across fresh processes, and ours against public code."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+
+from bench.analysis import peers, repeatability as rep
+from bench.analysis.select import ok_rows, source
+from bench.measure import STABLE_REL_IQR
+from bench.plots.common import FigureResult, NotMeasured, case_bars, new_figure, not_measured, save, style_axes
+
+PEER_RATIOS = (("time_ratio", "time"), ("bytes_ratio", "peak memory (RSS)"), ("live_bytes_ratio", "live bytes"))
+
+
+def repeat_bars(ax, table: pd.DataFrame, column: str, bound: float, title: str, ylabel: str) -> None:
+    """One bar per variant × phase × T, the target bound as a dotted line."""
+    case_bars(ax, table, table["variant"], table[column] * 100)
+    ax.axhline(bound * 100, color="black", ls=":", lw=1.0, label=f"target {bound:.0%}")
+    style_axes(ax, title, "", ylabel, logx=False, logy=False)
+    ax.legend(loc="upper right")
+
+
+def fig_repeatability(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -> FigureResult | NotMeasured:
+    name, title = "repeatability", "Repeatability: the same cases measured again in fresh processes"
+    src = source(df, manifests, rep.NAME)
+    table = rep.repeat_table(ok_rows(src.rows, "peak_bytes", "median_s", "iqr_s")) if src is not None else None
+    if table is None or table.empty:
+        return not_measured(name, title, rep.NAME, "no case measured in two fresh children")
+    table = table.sort_values(["T", "phase", "variant"], kind="stable").reset_index(drop=True)
+    fig, axes = new_figure(1, 2, (11.0, 4.6))
+    repeat_bars(axes[0, 0], table, "mem_spread", rep.MEMORY_TOLERANCE, "peak memory across fresh children",
+                "max |peak − mean| / mean (%)")
+    repeat_bars(axes[0, 1], table.fillna({"max_rel_iqr": 0.0}), "max_rel_iqr", STABLE_REL_IQR,
+                "steady-state timing spread", "worst IQR / median (%)")
+    caption = ("Every case was measured once per fresh child process (new interpreter and heap); left, how far "
+               "its peak memory moved between children, against the 5% target (the table adds the same spread of "
+               "live tensor bytes, which does not depend on the heap's layout); right, the worst timing "
+               "IQR/median among its repeats (cases under 1 ms are drawn at 0: the 3% bound is not applied "
+               "to them). The table also gives how far the repeats' medians lie apart.")
+    return FigureResult(name, title, save(fig, out_dir, name), table, caption, src.manifests)
+
+
+def quartile_err(table: pd.DataFrame, column: str):
+    """Whiskers from the quartiles of side-by-side rounds, where the table has them; else None."""
+    q1, q3 = f"{column}_q1", f"{column}_q3"
+    if q1 not in table or q3 not in table or not table[q1].notna().any():
+        return None
+    yerr = np.vstack([(table[column] - table[q1]).clip(lower=0), (table[q3] - table[column]).clip(lower=0)])
+    return np.nan_to_num(yerr)
+
+
+def peer_bars(ax, table: pd.DataFrame, column: str, title: str) -> None:
+    """One bar per peer × phase × T, ours/peer on a log axis, parity (1) as a dotted line."""
+    case_bars(ax, table, table["peer"], table[column], yerr=quartile_err(table, column), capsize=2,
+              error_kw={"lw": 0.8})
+    ax.axhline(1.0, color="black", ls=":", lw=1.0, label="parity")
+    style_axes(ax, title, "", "ours / peer (< 1: ours better)", logx=False, logy=True)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}"))
+    ax.legend(loc="upper right")
+
+
+def fig_peers(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -> FigureResult | NotMeasured:
+    name, title = "peers", "Ours against the public PyTorch implementations of the same methods"
+    src = source(df, manifests, "peers")
+    table = peers.summary(src.rows) if src is not None else None
+    if table is None or table.empty:
+        return not_measured(name, title, "peers", "no pair of ours and a peer measured")
+    table = table.sort_values(["peer", "phase", "T"], kind="stable").reset_index(drop=True)
+    ratios = [(c, t) for c, t in PEER_RATIOS if c in table and table[c].notna().any()]
+    fig, axes = new_figure(1, len(ratios), (5.0 * len(ratios), 5.0))
+    for ax, (column, what) in zip(axes[0], ratios):
+        peer_bars(ax, table, column, what)
+    keep = ["peer", "variant", "phase", "T", *(c for c, _ in ratios), "time_ratio_q1", "time_ratio_q3",
+            "time_ratio_separate", "rel_err", "grad_rel_err", "rel_err_small_logits"]
+    caption = ("Each of our variants beside a widely used public PyTorch implementation of the same method "
+               "(bench/peers.py says which package and version, configured to compute the same function, checked "
+               "by rel_err), measured by the same harness in the same run. Bars give ours / peer for time (the "
+               "median over rounds that time a block of each side by side, whiskers their quartiles; the ratio "
+               "of separately measured medians is in the table), the RSS peak (least of three probes) and the "
+               "peak of live tensor bytes; below 1, ours is faster or smaller.")
+    return FigureResult(name, title, save(fig, out_dir, name), table[[c for c in keep if c in table]], caption,
+                        src.manifests)
