@@ -23,6 +23,7 @@ not build without a CUDA toolkit (its setup.py builds CUDA extensions unconditio
 from __future__ import annotations
 
 import importlib
+import inspect
 import importlib.metadata
 import warnings
 from dataclasses import dataclass
@@ -40,7 +41,8 @@ INSTALL_HINT = "pip install 'attention-limits[peers]'"
 @dataclass(frozen=True)
 class PeerSpec:
     """One public implementation: its PyPI distribution, the version we compared against, its import name, the
-    variant of ours it is compared with, an adapter ``build(shape, params) -> module(q, k, v) -> out`` and notes.
+    variant of ours it is compared with, and an adapter ``build(shape, params) -> module(q, k, v) -> out`` whose
+    docstring is the pair's notes (how the peer is configured, where the two differ).
 
     ``tolerance``: the relative error (Frobenius, ours vs peer, same inputs) at which we call the two the same
     computation on the tests' small inputs; ``None`` where no equivalence is claimed.
@@ -52,8 +54,11 @@ class PeerSpec:
     module: str
     ours: str
     build: Callable[[Shape, Mapping[str, Any]], nn.Module]
-    notes: str
     tolerance: float | None = None
+
+    @property
+    def notes(self) -> str:
+        return inspect.cleandoc(self.build.__doc__ or "")
 
     @property
     def requirement(self) -> str:
@@ -167,7 +172,9 @@ def build_local(shape: Shape, params: Mapping[str, Any]) -> nn.Module:
 
 
 def build_performer(shape: Shape, params: Mapping[str, Any]) -> nn.Module:
-    """lucidrains ``FastAttention`` (softmax kernel, non-causal) with our ω copied into its projection matrix."""
+    """lucidrains ``FastAttention`` (softmax kernel, non-causal) with our ω copied into its projection matrix.
+    Not bit-identical: the peer adds eps=1e-4 to every max-shifted feature (a bias not settable from
+    FastAttention) and divides without eps."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from performer_pytorch import FastAttention
@@ -186,7 +193,8 @@ def linformer_projections(shape: Shape, params: Mapping[str, Any]) -> tuple[Tens
 
 
 def build_linformer_pytorch(shape: Shape, params: Mapping[str, Any]) -> nn.Module:
-    """tatp22 ``LinearAttentionHead``, the per-head core (no projections), with our E, F as learnable tensors."""
+    """tatp22 ``LinearAttentionHead``, the per-head core (no projections), with our E, F as learnable tensors;
+    heads folded into the batch (a view)."""
     from linformer_pytorch import LinearAttentionHead
 
     E, F = linformer_projections(shape, params)
@@ -197,7 +205,7 @@ def build_linformer_pytorch(shape: Shape, params: Mapping[str, Any]) -> nn.Modul
 
 def build_linformer(shape: Shape, params: Mapping[str, Any]) -> nn.Module:
     """lucidrains ``LinformerSelfAttention`` with to_q/to_k/to_v replaced by slices of a packed input and to_out
-    by the identity; proj_k, proj_v are our E, F."""
+    by the identity; proj_k, proj_v are our E, F. The packing copy of the input is inside the peer's timed call."""
     from linformer import LinformerSelfAttention
 
     HD = shape.H * shape.D
@@ -213,7 +221,9 @@ def build_linformer(shape: Shape, params: Mapping[str, Any]) -> nn.Module:
 
 def build_nystrom(shape: Shape, params: Mapping[str, Any]) -> nn.Module:
     """lucidrains ``NystromAttention`` with ``residual=False`` (no depthwise-conv skip), to_qkv and to_out the
-    identity; same landmark count and pseudo-inverse iterations."""
+    identity, on a packed input (the copy is timed with the peer); same landmark count and pseudo-inverse
+    iterations. Its pseudo-inverse starts from one norm over the whole batch (ours: per matrix), so outputs are
+    identical only when B·H = 1; needs T % landmarks == 0."""
     from nystrom_attention import NystromAttention
 
     m = params["landmarks"]
@@ -224,35 +234,15 @@ def build_nystrom(shape: Shape, params: Mapping[str, Any]) -> nn.Module:
     return PackedCore(layer, shape.H)
 
 
-PEERS: dict[str, PeerSpec] = {
-    "local_window": PeerSpec(
-        name="local_window", package="local-attention", version="1.11.2", module="local_attention",
-        ours="sparse_window", build=build_local, tolerance=1e-5,
-        notes="LocalAttention(window_size=w, look_backward=1, look_forward=1, exact_windowsize=True): the same "
-              "b × 3b tiles and the same band |i−j| <= w as ours; needs T % w == 0."),
-    "performer": PeerSpec(
-        name="performer", package="performer-pytorch", version="1.1.4", module="performer_pytorch",
-        ours="linear_performer", build=build_performer, tolerance=2e-2,
-        notes="FastAttention core with our ω copied. Not bit-identical: the peer adds eps=1e-4 to every "
-              "max-shifted feature (a small bias, not settable from FastAttention) and divides without eps."),
-    "linformer_pytorch": PeerSpec(
-        name="linformer_pytorch", package="linformer-pytorch", version="0.19.3", module="linformer_pytorch",
-        ours="low_rank_linformer", build=build_linformer_pytorch, tolerance=1e-5,
-        notes="LinearAttentionHead (the per-head core, no projections) with our E, F as learnable tensors; "
-              "heads folded into the batch (a view)."),
-    "linformer": PeerSpec(
-        name="linformer", package="linformer", version="0.2.3", module="linformer",
-        ours="low_rank_linformer", build=build_linformer, tolerance=1e-5,
-        notes="LinformerSelfAttention with to_q/k/v = slices of a packed (B, T, 3·H·D) input, to_out = "
-              "identity, proj_k/proj_v = our E, F; the packing copy is inside the peer's timed call."),
-    "nystrom": PeerSpec(
-        name="nystrom", package="nystrom-attention", version="0.0.14", module="nystrom_attention",
-        ours="low_rank_nystrom", build=build_nystrom, tolerance=1e-4,
-        notes="NystromAttention(residual=False) with to_qkv/to_out = identity on a packed input (the copy is "
-              "timed with the peer); same landmarks and iterations. Its pseudo-inverse starts from one norm "
-              "over the whole batch (ours: per matrix), so outputs are identical only when B·H = 1; needs "
-              "T % landmarks == 0."),
-}
+_SPECS = (  # name, PyPI package, version, import name, our variant, adapter, tolerance
+    PeerSpec("local_window", "local-attention", "1.11.2", "local_attention", "sparse_window", build_local, 1e-5),
+    PeerSpec("performer", "performer-pytorch", "1.1.4", "performer_pytorch", "linear_performer", build_performer, 2e-2),
+    PeerSpec("linformer_pytorch", "linformer-pytorch", "0.19.3", "linformer_pytorch", "low_rank_linformer",
+             build_linformer_pytorch, 1e-5),
+    PeerSpec("linformer", "linformer", "0.2.3", "linformer", "low_rank_linformer", build_linformer, 1e-5),
+    PeerSpec("nystrom", "nystrom-attention", "0.0.14", "nystrom_attention", "low_rank_nystrom", build_nystrom, 1e-4),
+)
+PEERS: dict[str, PeerSpec] = {spec.name: spec for spec in _SPECS}
 
 
 def get(name: str) -> PeerSpec:

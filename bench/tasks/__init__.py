@@ -16,7 +16,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 import torch
@@ -25,6 +25,20 @@ from bench.config import ConfigError
 
 SPLITS = ("train", "val", "test")
 IGNORE = -100  # target at positions that are not scored (torch's cross_entropy default ignore_index)
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """What every task's Config shares: ``head`` ("token": a target per position, "classify": one label per row)
+    and ``causal`` (how the task is posed) as class attributes, and ``n_classes`` (the vocabulary unless the task
+    says otherwise). Subclasses add their knobs, ``vocab_size``, ``seq_len`` and ``validate()``."""
+
+    head: ClassVar[str] = "token"
+    causal: ClassVar[bool] = True
+
+    @property
+    def n_classes(self) -> int:
+        return self.vocab_size  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

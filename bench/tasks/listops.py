@@ -21,12 +21,12 @@ import random
 import re
 import statistics
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import ClassVar, Sequence, Union
 
 import numpy as np
 
 from bench.config import ConfigError
-from bench.tasks import TaskData, check_request, fill_split
+from bench.tasks import TaskConfig, TaskData, check_request, fill_split
 
 VALUE_P = 0.25
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
@@ -40,11 +40,15 @@ Tree = Union[int, tuple[str, list["Tree"]]]
 
 
 @dataclass(frozen=True)
-class Config:
-    max_depth: int = 10
-    max_args: int = 10
-    min_len: int = 64
-    max_len: int = 256
+class Config(TaskConfig):
+    """ListOps (Nangia & Bowman 2018): the value of a nested MIN/MAX/MED/SM expression."""
+
+    head: ClassVar[str] = "classify"
+    causal: ClassVar[bool] = False
+    max_depth: int = 10  # deepest nesting of operators
+    max_args: int = 10  # most arguments of one operator
+    min_len: int = 64  # shortest expression in tokens
+    max_len: int = 256  # longest expression in tokens (T)
 
     @property
     def seq_len(self) -> int:
@@ -57,14 +61,6 @@ class Config:
     @property
     def n_classes(self) -> int:
         return 10
-
-    @property
-    def head(self) -> str:
-        return "classify"
-
-    @property
-    def causal(self) -> bool:
-        return False
 
     def validate(self) -> None:
         if not 1 <= self.max_depth <= 50:

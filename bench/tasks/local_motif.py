@@ -16,37 +16,34 @@ block of ``n_classes`` rows. Rows are unpadded (valid all True).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from bench.config import ConfigError
-from bench.tasks import TaskData, check_request, chunk_rng, fill_split
+from bench.tasks import TaskConfig, TaskData, check_request, chunk_rng, fill_split
 
 MAX_SCRUB_ROUNDS = 1000
 LABEL_STREAM = 2**31 - 1  # seed stream id of the label sequence (class streams are 0 .. n_classes - 1)
 
 
 @dataclass(frozen=True)
-class Config:
-    seq_len: int = 128
-    vocab_size: int = 16
-    motif_len: int = 3
-    n_classes: int = 2
-    motif_seed: int = 0
+class Config(TaskConfig):
+    """Which short motif (if any) occurs in a random sequence: a task local convolutions suit."""
+
+    head: ClassVar[str] = "classify"
+    causal: ClassVar[bool] = False
+    seq_len: int = 128  # tokens per example
+    vocab_size: int = 16  # distinct tokens
+    motif_len: int = 3  # tokens per motif
+    n_classes: int = 2  # motifs + 1 (no motif)
+    motif_seed: int = 0  # seed that draws the motifs
 
     @property
     def n_motifs(self) -> int:
         return self.n_classes - 1
-
-    @property
-    def head(self) -> str:
-        return "classify"
-
-    @property
-    def causal(self) -> bool:
-        return False
 
     def validate(self) -> None:
         if self.n_classes < 2:

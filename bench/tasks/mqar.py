@@ -24,27 +24,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.config import ConfigError
-from bench.tasks import IGNORE, TaskData, check_request, fill_split
+from bench.tasks import TaskConfig, IGNORE, TaskData, check_request, fill_split
 
 
 @dataclass(frozen=True)
-class Config:
-    seq_len: int = 128
-    n_pairs: int = 16
-    vocab_size: int = 256
-    power_a: float = 0.01
+class Config(TaskConfig):
+    """Multi-query associative recall (Zoology): key-value pairs, then queries of some of the keys."""
 
-    @property
-    def n_classes(self) -> int:
-        return self.vocab_size
-
-    @property
-    def head(self) -> str:
-        return "token"
-
-    @property
-    def causal(self) -> bool:
-        return True
+    seq_len: int = 128  # tokens per example
+    n_pairs: int = 16  # key-value pairs per example
+    vocab_size: int = 256  # keys and values each take half of it
+    power_a: float = 0.01  # power-law skew of query positions
 
     def validate(self) -> None:
         if self.n_pairs < 1:

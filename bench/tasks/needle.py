@@ -19,33 +19,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.config import ConfigError
-from bench.tasks import IGNORE, TaskData, check_request, fill_split
+from bench.tasks import TaskConfig, IGNORE, TaskData, check_request, fill_split
 
 QUERY = 0
 
 
 @dataclass(frozen=True)
-class Config:
-    seq_len: int = 256
-    distance: int = 64
-    n_values: int = 16
-    n_filler: int = 32
+class Config(TaskConfig):
+    """One value to retrieve from a fixed distance back through filler tokens."""
+
+    seq_len: int = 256  # tokens per example
+    distance: int = 64  # positions between the needle and the query
+    n_values: int = 16  # distinct needle values (the classes)
+    n_filler: int = 32  # distinct filler tokens
 
     @property
     def vocab_size(self) -> int:
         return 1 + self.n_values + self.n_filler
-
-    @property
-    def n_classes(self) -> int:
-        return self.vocab_size
-
-    @property
-    def head(self) -> str:
-        return "token"
-
-    @property
-    def causal(self) -> bool:
-        return True
 
     def validate(self) -> None:
         if not 1 <= self.distance < self.seq_len:

@@ -28,33 +28,23 @@ import numpy as np
 import torch
 
 from bench.config import ConfigError
-from bench.tasks import SPLITS, TaskData, check_request, chunk_rng
+from bench.tasks import TaskConfig, SPLITS, TaskData, check_request, chunk_rng
 
 SKIP_DIRS = frozenset({"site-packages", "dist-packages", "__pycache__"})
 SPLIT_OF_BUCKET = ("train",) * 8 + ("val", "test")  # path hash % 10 -> split
 
 
 @dataclass(frozen=True)
-class Config:
-    seq_len: int = 256
-    max_pool_bytes: int = 2_000_000
-    suffixes: tuple[str, ...] = (".py", ".txt", ".rst")
+class Config(TaskConfig):
+    """Next-byte prediction on text shipped with Python, split by file."""
+
+    seq_len: int = 256  # bytes per window
+    max_pool_bytes: int = 2_000_000  # most bytes read per split
+    suffixes: tuple[str, ...] = (".py", ".txt", ".rst")  # file kinds read
 
     @property
     def vocab_size(self) -> int:
         return 256
-
-    @property
-    def n_classes(self) -> int:
-        return 256
-
-    @property
-    def head(self) -> str:
-        return "token"
-
-    @property
-    def causal(self) -> bool:
-        return True
 
     def validate(self) -> None:
         if self.seq_len < 1:
