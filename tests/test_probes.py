@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +16,7 @@ from bench.measure import ALLOCATOR_POLICY
 import fake_sweep
 
 TARGET = "fake_sweep:execute"
+ROOT = Path(__file__).resolve().parents[1]
 MiB = 2**20
 
 
@@ -96,3 +101,16 @@ def test_asv_reads_forward_peaks_in_one_worker_child():
     B, H, T = common.B, common.H, 256
     assert peaks[("full_naive", 256)] >= B * H * T * T * 4  # the naive forward holds its fp32 scores
     assert peaks[("no_such_variant", 256)] is None
+
+
+def test_a_sweep_prints_no_profiler_lines(tmp_path):
+    """live_peak_bytes runs torch's profiler once per forward case; kineto's start/stop lines stay off stderr."""
+    env = {k: v for k, v in os.environ.items() if k != "KINETO_LOG_LEVEL"}
+    cmd = [sys.executable, "-m", "bench", "run", "efficiency", "--profile", "quick", "--variants=full_naive",
+           "--seq-lens=64,128", "--phases=forward", "--causal=false", f"--out-dir={tmp_path}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in (tmp_path / "efficiency-quick-cpu.jsonl").read_text().splitlines()]
+    assert sum(r.get("peak_live_bytes") is not None for r in rows) == 2  # the profiler did run, twice
+    noise = [line for line in done.stderr.splitlines() if "profiler_start" in line or "USDT" in line]
+    assert noise == []

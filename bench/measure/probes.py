@@ -21,6 +21,7 @@ _TRIM_THRESHOLD = 1 << 40  # 1 TiB: never give the top of the heap back to the O
 PEAK_MMAP_THRESHOLD = 1 << 20  # during an RSS peak probe, allocations of 1 MiB or more get their own mmap
 M_MMAP_THRESHOLD, M_MMAP_MAX = -3, -4  # glibc mallopt parameters
 GLIBC_MMAP_MAX = 65536  # glibc's default mmap_max (DEFAULT_MMAP_MAX)
+QUIET_KINETO = "6"  # KINETO_LOG_LEVEL above every level kineto logs at, its USDT start/stop lines included
 
 ALLOCATOR_POLICY: dict[str, Any] = {
     "name": "glibc-retain-freed",
@@ -182,10 +183,12 @@ def live_peak_bytes(fn: Callable[[], Any]) -> int:
     Sums the allocation events of ``torch.profiler`` (``profile_memory``) in order. Unlike the RSS high-water mark
     this does not depend on how the heap is laid out, so it is the number to hold an analytic "bytes alive at the
     peak" model against; the RSS peak is what the process really takes. Memory that libraries allocate outside
-    torch (MKL packing buffers) is not seen.
+    torch (MKL packing buffers) is not seen. Kineto's own log (a "profiler_start/stop" line per call on stderr) is
+    silenced at its source unless the user set ``KINETO_LOG_LEVEL``.
     """
     from torch.profiler import ProfilerActivity, profile
 
+    os.environ.setdefault("KINETO_LOG_LEVEL", QUIET_KINETO)
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
