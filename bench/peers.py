@@ -293,7 +293,9 @@ def agreement(spec: PeerSpec, shape: Shape, params: Mapping[str, Any] | None = N
     ``rel_err`` / ``max_abs_err``: relative (Frobenius) and max-abs difference of the outputs; with ``grads``,
     ``grad_rel_err``: the worst relative difference of dq, dk, dv under the upstream gradient of ``out.sum()``.
     ``ours_vs_full`` / ``peer_vs_full``: each one's relative error against exact full softmax attention on the
-    first ``exact_rows`` queries, so a reader can tell which side an approximation error comes from.
+    first ``exact_rows`` queries, so a reader can tell which side an approximation error comes from;
+    ``mean_v_vs_full`` / ``peer_vs_mean_v``: how far uniform attention (every output mean(v)) is from exact, and
+    the peer from it, which shows a peer whose output collapses to mean(v).
     """
     ours, peer = build_ours(spec, shape, params), build_peer(spec, shape, params)
     outs, grad_sets = [], []
@@ -309,9 +311,11 @@ def agreement(spec: PeerSpec, shape: Shape, params: Mapping[str, Any] | None = N
         outs.append(out.detach())
     rows = min(exact_rows, shape.T)
     full = full_softmax_rows(q, k, v, rows)
+    mean_v = v.detach().double().mean(dim=-2, keepdim=True).expand_as(full)  # the output of uniform attention
     result = {"rel_err": _rel(outs[0], outs[1]),
               "max_abs_err": float((outs[0].double() - outs[1].double()).abs().max()),
-              "ours_vs_full": _rel(full, outs[0][..., :rows, :]), "peer_vs_full": _rel(full, outs[1][..., :rows, :])}
+              "ours_vs_full": _rel(full, outs[0][..., :rows, :]), "peer_vs_full": _rel(full, outs[1][..., :rows, :]),
+              "mean_v_vs_full": _rel(full, mean_v), "peer_vs_mean_v": _rel(mean_v, outs[1][..., :rows, :])}
     if grads:
         result["grad_rel_err"] = max(_rel(g0, g1) for g0, g1 in zip(*grad_sets))
     return result

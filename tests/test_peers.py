@@ -7,6 +7,7 @@ import re
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -54,6 +55,31 @@ def test_peer_matches_ours(name):
     result = peers.agreement(spec, SMALL, grads=True, qk_scale=scale)
     assert result["rel_err"] < spec.tolerance, result
     assert result["grad_rel_err"] < 10 * spec.tolerance, result
+
+
+def test_performer_peer_is_ours_plus_its_feature_eps(monkeypatch):
+    """At unit-normal inputs the performer peer differs from ours (rel_err ~1) only by the eps it adds to every
+    feature: with eps = 0 it computes ours, and with eps its output sits near mean(v) (what the report says)."""
+    spec = peer_or_skip("performer")
+    shape = Shape(B=1, H=2, T=1024, D=64)  # the peers sweep's smallest T
+    result = peers.agreement(spec, shape)
+    assert result["rel_err"] > 0.5 and result["peer_vs_mean_v"] < 0.15 < result["mean_v_vs_full"], result
+    import performer_pytorch.performer_pytorch as pp
+
+    kernel = pp.softmax_kernel
+    monkeypatch.setattr(pp, "softmax_kernel", lambda *a, **kw: kernel(*a, **{**kw, "eps": 0.0}))
+    assert peers.agreement(spec, shape)["rel_err"] < 1e-5
+
+
+def test_collapse_note_names_a_peer_at_mean_v():
+    table = pd.DataFrame({"peer": ["performer", "performer", "local_window"], "phase": "forward", "T": [1, 2, 1],
+                          "rel_err": [0.98, 0.99, 1e-7], "peer_vs_mean_v": [0.06, 0.04, 0.9],
+                          "mean_v_vs_full": [0.8, 0.8, 0.8], "ours_vs_full": [4.1, 5.0, 0.1],
+                          "peer_vs_full": [0.8, 0.8, 0.1]})
+    collapsed = analysis.collapsed_to_mean(table)
+    assert collapsed["peer"].tolist() == ["performer"]
+    assert collapsed["rel_err"].iloc[0] == pytest.approx(0.985) and collapsed["ours_vs_full"].iloc[0] == 4.55
+    assert analysis.collapsed_to_mean(table.drop(columns="peer_vs_mean_v")).empty
 
 
 def test_nystrom_matches_ours_for_one_matrix():

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pandas as pd
 
 PAIR_KEYS = ("peer", "variant", "T", "phase")
-AGREEMENT = ("rel_err", "grad_rel_err", "rel_err_small_logits", "ours_vs_full", "peer_vs_full")
+AGREEMENT = ("rel_err", "grad_rel_err", "rel_err_small_logits", "ours_vs_full", "peer_vs_full", "mean_v_vs_full",
+             "peer_vs_mean_v")
 PAIRED = ("paired_time_ratio", "paired_time_ratio_q1", "paired_time_ratio_q3")
 LABELS = {"median_s": "time", "peak_bytes": "bytes", "peak_live_bytes": "live_bytes"}
 EMPTY = [*PAIR_KEYS, "time_ours_s", "time_peer_s", "time_ratio", "bytes_ours", "bytes_peer", "bytes_ratio"]
@@ -56,3 +57,14 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     if agree:
         table = table.join(peer_rows[agree].median())
     return table.reset_index()
+
+
+def collapsed_to_mean(table: pd.DataFrame, disagree: float = 0.1, near: float = 0.1) -> pd.DataFrame:
+    """Pairs (forward rows) whose outputs disagree (``rel_err`` > ``disagree``) while the peer's output lies within
+    ``near`` of mean(v), the output of uniform attention: the peer collapsed to averaging, ours did not. Medians
+    over T of the agreement columns, one row per peer."""
+    cols = ["rel_err", "peer_vs_mean_v", "mean_v_vs_full", "ours_vs_full", "peer_vs_full"]
+    if not set(cols) <= set(table.columns):
+        return pd.DataFrame(columns=["peer", *cols])
+    fwd = table[(table["phase"] == "forward") & (table["rel_err"] > disagree) & (table["peer_vs_mean_v"] < near)]
+    return fwd.groupby("peer", sort=True)[cols].median().reset_index()

@@ -63,6 +63,19 @@ def peer_bars(ax, table: pd.DataFrame, column: str, title: str) -> None:
     ax.legend(loc="upper right")
 
 
+def collapse_note(table: pd.DataFrame) -> str:
+    """A sentence per pair whose peer output collapsed to mean(v) (``peers.collapsed_to_mean``), with its numbers."""
+    notes = [f" {r.peer}: ours and the peer differ by rel_err {r.rel_err:.2f} (forward, median over T), but the "
+             f"peer's output lies {r.peer_vs_mean_v:.2f} from mean(v), the output of uniform attention, which is "
+             f"itself {r.mean_v_vs_full:.2f} from exact attention (ours: {r.ours_vs_full:.2f}, the peer: "
+             f"{r.peer_vs_full:.2f}). The peer adds a fixed eps to every random feature (bench/peers.py); in this "
+             f"high-variance regime of FAVOR+ the eps outweighs most features and pulls every output to mean(v), "
+             f"which on these diffuse inputs happens to lie near exact attention. With eps = 0 the peer computes "
+             f"ours (tests/test_peers.py), and with q, k scaled down both agree (rel_err_small_logits)."
+             for r in peers.collapsed_to_mean(table).itertuples()]
+    return "".join(notes)
+
+
 def fig_peers(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -> FigureResult | NotMeasured:
     name, title = "peers", "Ours against the public PyTorch implementations of the same methods"
     src = source(df, manifests, "peers")
@@ -75,12 +88,13 @@ def fig_peers(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) ->
     for ax, (column, what) in zip(axes[0], ratios):
         peer_bars(ax, table, column, what)
     keep = ["peer", "variant", "phase", "T", *(c for c, _ in ratios), "time_ratio_q1", "time_ratio_q3",
-            "time_ratio_separate", "rel_err", "grad_rel_err", "rel_err_small_logits"]
+            "time_ratio_separate", "rel_err", "grad_rel_err", "rel_err_small_logits", "ours_vs_full", "peer_vs_full",
+            "mean_v_vs_full", "peer_vs_mean_v"]
     caption = ("Each of our variants beside a widely used public PyTorch implementation of the same method "
                "(bench/peers.py says which package and version, configured to compute the same function, checked "
                "by rel_err), measured by the same harness in the same run. Bars give ours / peer for time (the "
                "median over rounds that time a block of each side by side, whiskers their quartiles; the ratio "
                "of separately measured medians is in the table), the RSS peak (least of three probes) and the "
-               "peak of live tensor bytes; below 1, ours is faster or smaller.")
+               "peak of live tensor bytes; below 1, ours is faster or smaller." + collapse_note(table))
     return FigureResult(name, title, save(fig, out_dir, name), table[[c for c in keep if c in table]], caption,
                         src.manifests)
