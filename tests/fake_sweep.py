@@ -1,6 +1,8 @@
 """A tiny sweep for the harness tests: each case's ``kind`` says how it ends (ok, oom, sleep, sigkill, ...)."""
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
 import time
@@ -84,12 +86,39 @@ def _probe(case: Case) -> dict:
     return {"peak_bytes": peak, "pid": os.getpid()}
 
 
+@contextlib.contextmanager
+def _heap_plugged_below(size: int, above: int):
+    """While the block runs, every free heap chunk below the top that could serve a ``size`` allocation is held
+    (malloc'd, never touched), so a ``size`` allocation made right after an ``above`` one lands above it.
+
+    A trial ``above``-byte block goes where such a tensor will go (the heap's top); ``size`` blocks are held until
+    one lands above it. Which free chunks torch's start-up leaves differs from child to child (docs/measurement.md:
+    a 2.4 MiB one took the 2 MiB pin in most children, and the 32 MiB hole then merged with the top).
+    """
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    trial, plugs = libc.malloc(above), []
+    while (block := libc.malloc(size)) and trial and block < trial:
+        plugs.append(block)
+    for ptr in (block, trial):
+        libc.free(ptr)
+    try:
+        if not (block and trial):
+            raise MemoryError("could not plug the heap's free chunks")
+        yield len(plugs)
+    finally:
+        for ptr in plugs:
+            libc.free(ptr)
+
+
 def _holes(case: Case) -> dict:
     """Peaks of a call whose live peak is 42 MiB but which leaves a 32 MiB hole a 40 MiB tensor cannot fill.
 
     Measured three ways in this (retained-heap) child: by ``peak_bytes``; by the same probe with the policy left
     as it is (what ``peak_bytes`` did before it mapped large allocations); and by ``peak_bytes`` again inside an
     outer ``large_allocations_mapped`` block, after an inner block has exited (nesting must not switch it off).
+    The heap's free chunks that could take the pin are plugged first, so the pin lands above ``a`` in every child.
     """
     import torch
 
@@ -109,14 +138,15 @@ def _holes(case: Case) -> dict:
         fn()
         return probes.hwm_bytes() - base
 
-    fn()
-    _, mapped = probes.peak_bytes(fn)
-    retained = unmapped_peak()
-    with probes.large_allocations_mapped():
+    with _heap_plugged_below(2 * MiB, 32 * MiB):
+        fn()
+        _, mapped = probes.peak_bytes(fn)
+        retained = unmapped_peak()
         with probes.large_allocations_mapped():
-            pass
-        _, nested = probes.peak_bytes(fn)
-        still_mapped = unmapped_peak()  # an inner block's exit left the outer mapping on
+            with probes.large_allocations_mapped():
+                pass
+            _, nested = probes.peak_bytes(fn)
+            still_mapped = unmapped_peak()  # an inner block's exit left the outer mapping on
     return {"mapped": mapped, "retained": retained, "nested": nested, "still_mapped": still_mapped}
 
 
