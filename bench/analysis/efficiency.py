@@ -188,7 +188,7 @@ def summary(df: pd.DataFrame) -> str | None:
         return None
     table = table[table["phase"] != "train_step"].copy()
     for col in ("time_exp", "mem_exp"):
-        table[col] = table[col].map(lambda e: "-" if e is None else str(e))
+        table[col] = table[col].map(lambda e: "n/a (too few points)" if e is None else str(e))
     for col in ("crossover_full_sdpa", "crossover_full_naive"):
         table[col] = table[col].map(lambda x: "-" if x is None or x != x else f"{x:.0f}")
     return table.to_string(index=False)
