@@ -27,7 +27,7 @@ CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;
 img{max-width:100%;height:auto;border:1px solid #ddd}table{border-collapse:collapse;font-size:13px;margin:.6em 0}
 td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}
 .caption{font-size:15px}.missing{color:#555;background:#fafafa;border-left:4px solid #bbb;padding:.4em 1em}
-section{margin-bottom:2.5em}code{background:#f3f3f3;padding:0 3px}"""
+section{margin-bottom:2.5em}code{background:#f3f3f3;padding:0 3px}.wide{overflow-x:auto;max-width:100%}"""
 
 
 # ------------------------------------------------------------------------------------------------- formatting
@@ -60,10 +60,12 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def html_table(table: pd.DataFrame) -> str:
+    """A table in a box of its own that scrolls sideways when wider than the page (the page itself never does)."""
     header, rows = cells(table)
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>\n" for row in rows)
-    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>"
+    return (f'<div class="wide"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>'
+            "</div>")
 
 
 def provenance(sources: pd.DataFrame) -> pd.DataFrame:

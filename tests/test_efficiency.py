@@ -46,3 +46,18 @@ def test_memory_exponent_sees_through_a_fixed_buffer():
     assert row["mem_exp"].value == pytest.approx(1.0, abs=0.02)
     assert row["time_exp"].value == pytest.approx(1.0, abs=0.01)
     assert eff_analysis.memory_exponent(T[:2], T[:2]) is None  # three lengths at least
+
+
+def test_summary_and_tables_say_n_a_for_a_two_length_curve():
+    """Two lengths: a time "exponent" is an exact 2-point line, shown as n/a in the summary and flagged in the
+    time table; the memory fit needs three lengths and is n/a too."""
+    T = np.array([1024, 2048])
+    rows = pd.DataFrame({"sweep": "efficiency", "status": "ok", "variant": "linear_elu", "phase": "forward",
+                         "causal": False, "T": T, "median_s": 1e-6 * T, "iqr_s": 0.0, "peak_bytes": 1024 * T,
+                         "bytes_analytic": 1024 * T})
+    line = eff_analysis.summary(rows).splitlines()[1]
+    assert line.count("n/a") == 2 and "n/a (2 points)" in line, line
+    (timed,) = eff_analysis.time_table(rows).to_dict("records")
+    assert timed["fit"] == "n/a: 2 points" and timed["n_fit"] == 2
+    (mem,) = eff_analysis.memory_table(rows, rows, rows).to_dict("records")
+    assert mem["fit"] == "n/a: too few points" and mem["analytic_exponent"] == "n/a"

@@ -200,6 +200,8 @@ CHECK_IMAGES = """<script>window.addEventListener("load", () => {
   const imgs = [...document.images];
   const ok = imgs.filter(i => i.complete && i.naturalWidth > 0 && i.naturalHeight > 0).length;
   document.body.setAttribute("data-images", ok + "/" + imgs.length);
+  const wide = document.documentElement.scrollWidth;
+  document.body.setAttribute("data-scroll", wide <= window.innerWidth ? "none" : wide + ">" + window.innerWidth);
 });</script>"""
 
 
@@ -211,10 +213,12 @@ def test_index_renders_in_headless_chromium(built, tmp_path):
     page.write_text(built.read_text().replace("</body>", CHECK_IMAGES + "</body>"))
     cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'p'}",
-           "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000", "--dump-dom", page.as_uri()]
+           "--disable-quic", "--window-size=1280,900", "--enable-logging=stderr", "--v=0",
+           "--virtual-time-budget=10000", "--dump-dom", page.as_uri()]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert 'data-images="7/7"' in done.stdout, done.stdout[:500]
+    assert 'data-scroll="none"' in done.stdout, re.findall(r'data-scroll="[^"]*"', done.stdout)  # no page scroll
     console = [line for line in done.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert not console, console
     shutil.rmtree(tmp_path / "p", ignore_errors=True)

@@ -9,25 +9,37 @@ import pandas as pd
 from bench.analysis import learning
 from bench.analysis.distillation import distillation_rows, distillation_table
 from bench.analysis.select import source
-from bench.plots.common import (FigureResult, NotMeasured, color_of, legend_right, new_figure, not_measured, save,
-                                style_axes)
+from bench.plots.common import (FigureResult, NotMeasured, color_of, legend_right, new_figure, not_measured,
+                                plain_log_ticks, save, style_axes)
+
+
+BASELINE_STYLES = (("black", "s", "--"), ("0.45", "^", ":"), ("black", "D", "-."))  # colour, marker, fit line
+
+
+def model_style(model: str, bases: list[str]) -> tuple[str, str, str]:
+    """(colour, marker, line style): a variant's colour with dots and a solid fit; each baseline its own grey,
+    marker and dash, so two baselines never look alike."""
+    if model not in bases:
+        return color_of(model), "o", "-"
+    return BASELINE_STYLES[sorted(bases).index(model) % len(BASELINE_STYLES)]
 
 
 def learning_panel(ax, rows: pd.DataFrame, task: str) -> None:
-    """Mean ± std over seeds per size and each model's fitted power law; baselines black and dashed."""
+    """Mean ± std over seeds per size and each model's fitted power law (drawn over the measured sizes only, and
+    only where α is a fit: ``Estimate.usable``); baselines in black and grey with their own markers and dashes."""
     metric, bases = learning.FIT_METRIC[task], learning.baselines(rows)
     for model, g in rows[rows["task"] == task].groupby("model", sort=True):
         g = g.dropna(subset=[metric])
-        base = model in bases
+        color, marker, ls = model_style(model, bases)
         stats = learning.curve_stats(g, metric)
-        color = "black" if base else color_of(model)
         law = learning.fitted_law(g, metric)
-        label = f"{model}{' (baseline)' if base else ''}" + (f": α={law.alpha.value:.2f}" if law else "")
-        ax.errorbar(stats["n_train"], stats["mean"], yerr=stats["std"].fillna(0), ls="none", marker="o",
+        fit = "" if law is None else f": α={law.alpha}" if law.alpha.usable else ": α n/a (see table)"
+        label = f"{model}{' (baseline)' if model in bases else ''}{fit}"
+        ax.errorbar(stats["n_train"], stats["mean"], yerr=stats["std"].fillna(0), ls="none", marker=marker,
                     ms=4, capsize=2, color=color, label=label)
-        if law is not None:
+        if law is not None and law.alpha.usable:
             grid = np.geomspace(stats["n_train"].min(), stats["n_train"].max(), 64)
-            ax.plot(grid, law.predict(grid), color=color, ls="--" if base else "-", lw=1)
+            ax.plot(grid, law.predict(grid), color=color, ls=ls, lw=1)
     style_axes(ax, task, "training-set size n", metric.replace("_", " "), logx=False, logy=False)
     ax.set_xscale("log")
     ax.legend(fontsize=7)
@@ -50,8 +62,9 @@ def fig_learning_curves(df: pd.DataFrame, manifests: pd.DataFrame,
     for ax, task in zip(axes[0], tasks):
         learning_panel(ax, rows, task)
     caption = ("Held-out error (bits per byte for text) against the number of training examples, mean ± std over "
-               "seeds, with a·n^(−α) + c fitted to every seed's point; black, dashed: the baselines with a "
-               "built-in inductive bias and no attention. The table gives α and c with 95% bootstrap CIs, the data "
+               "seeds, with a·n^(−α) + c fitted to every seed's point (α with its 95% CI; n/a and no curve where "
+               "the fit is not one); black and grey, dashed and dotted: the baselines with a built-in inductive "
+               "bias and no attention. The table gives α and c with 95% bootstrap CIs, the data "
                "needed for the target, and where the Transformer overtakes each baseline (NaN: not in range).")
     table = learning.summary(rows)
     return FigureResult(name, title, save(fig, out_dir, name), table, caption, src.manifests)
@@ -67,6 +80,7 @@ def distillation_points(ax, table: pd.DataFrame) -> None:
     for student, r in table.groupby("student", sort=True):
         ax.plot(r["speedup"], r["accuracy_share_mean"], color=color_of(student), lw=0.8, alpha=0.6)
     ax.axhline(1.0, color="black", ls=":", lw=0.8)
+    ax.plot([1.0], [1.0], marker="*", ms=12, color="black", ls="none", label="teacher (by definition)")
 
 
 def fig_distillation(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -> FigureResult | NotMeasured:
@@ -79,11 +93,13 @@ def fig_distillation(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | P
     fig, axes = new_figure(1, 1, (9.0, 4.8))
     ax = axes[0, 0]
     distillation_points(ax, table)
-    style_axes(ax, "students: marker = training signal", "speed-up over the teacher (×)",
+    style_axes(ax, "students: marker = training signal", "speed-up over the teacher",
                "student accuracy / teacher accuracy", logx=False, logy=False)
     ax.set_xscale("log")
+    plain_log_ticks(ax, "x", "×")
     legend_right(ax)
     caption = ("Each student's accuracy as a share of its teacher's against its speed-up, trained on the teacher's "
                "soft targets (KD) or on the labels only, mean ± std over seeds. A line joins the two recipes of "
-               "one student, so its slope shows what distillation adds at that speed.")
+               "one student, so its slope shows what distillation adds at that speed (the star: the teacher itself, "
+               "at speed-up 1 and share 1).")
     return FigureResult(name, title, save(fig, out_dir, name), table, caption, src.manifests)
