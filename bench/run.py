@@ -2,8 +2,9 @@
 each row written as soon as it is done; cases of a parallel sweep run on a few workers at once.
 
 ``run_sweep`` is resumable (finished case ids are skipped), never silently replaces an earlier results file (a
-fresh run keeps it aside in ``previous/``), shows progress on stderr (``bench.progress``) and is interruptible (Ctrl-C closes the file with every
-finished case in it, then re-raises ``KeyboardInterrupt`` so the caller can exit non-zero).
+fresh run keeps it aside in ``previous/``), shows progress on stderr (``bench.progress``) and is interruptible
+(Ctrl-C closes the file with every finished case in it, then re-raises ``KeyboardInterrupt`` so the caller can exit
+non-zero).
 """
 from __future__ import annotations
 

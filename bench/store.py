@@ -9,7 +9,8 @@ column, or with an undeclared metric, is a sweep bug and raises on write.
 
 A fresh run writes a new file (``run_sweep`` first moves an existing one to ``previous/``, ``keep_aside``); a
 resumed run appends a new segment. Every line is flushed and fsync'ed as it is written, so a killed run loses at
-most the line it was writing, and a truncated last line is skipped when reading. Units are SI base units: s, bytes, FLOPs.
+most the line it was writing, and a truncated last line is skipped when reading. Units are SI base units: s, bytes,
+FLOPs.
 
 Old files are migrated on read (``migrate``), not rewritten: before schema 2 a limit found was a ``kind="row"``
 record of the limits sweep with the sentinel ``T == 0``; it reads as ``kind="limit"`` without ``T``.
@@ -144,9 +145,9 @@ def manifest(*, sweep: str, profile: str, device: str, config: Any = None, seeds
     record = {"kind": "manifest", "run_id": uuid.uuid4().hex[:12], "sweep": sweep, "profile": profile,
               "utc_start": datetime.now(timezone.utc).isoformat(timespec="seconds"), "git_sha": sha,
               "git_dirty": dirty, "torch": env["torch"], "parallel_info": env["parallel_info"], "device": device,
-              "device_name": env["device_name"], "machine": machine_of(env), "threads": env["threads"], "seeds": list(seeds),
-              "allocator": dict(allocator or {}), "config": config_dict(config), "python": sys.version.split()[0],
-              "schema_version": SCHEMA_VERSION}
+              "device_name": env["device_name"], "machine": machine_of(env), "threads": env["threads"],
+              "seeds": list(seeds), "allocator": dict(allocator or {}), "config": config_dict(config),
+              "python": sys.version.split()[0], "schema_version": SCHEMA_VERSION}
     record.update(extra or {})
     return record
 

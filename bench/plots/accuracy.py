@@ -65,7 +65,7 @@ def fig_pareto(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -
     units(ax, "x", seconds)
     legend_right(ax)
     caption = (f"Mean accuracy over tasks and seeds at T = {T} against the median non-causal forward time of the "
-               "same variant from the efficiency sweep on the same machine. Filled points lie on the Pareto front: no other variant is "
-               "both faster and more accurate.")
+               "same variant from the efficiency sweep on the same machine. Filled points lie on the Pareto front: no "
+               "other variant is both faster and more accurate.")
     sources = pd.concat([acc_src.manifests, eff_src.manifests], ignore_index=True)
     return FigureResult(name, title, save(fig, out_dir, name), table, caption, sources)
