@@ -79,13 +79,25 @@ def provenance(sources: pd.DataFrame) -> pd.DataFrame:
     return frame[list(MANIFEST_FIELDS)].sort_values(["file", "utc_start"], kind="stable").reset_index(drop=True)
 
 
+def commits_note(sources: pd.DataFrame) -> str:
+    """A figure whose rows come from several commits says so beside its table (the code may differ between
+    them); empty when they share one."""
+    shas = sorted({str(s)[:12] for s in sources.get("git_sha", [])})
+    if len(shas) < 2:
+        return ""
+    return (f"Rows from runs of {len(shas)} commits ({', '.join(shas)}), whose code may differ; the table below "
+            "says which run measured what.")
+
+
 # ------------------------------------------------------------------------------------------------------ pages
 
 def markdown_section(i: int, result: FigureResult | NotMeasured) -> str:
     if isinstance(result, NotMeasured):
         return (f"## {i}. {result.title}\n\n**Not measured yet**: run `{result.command}` ({result.reason}).\n")
+    note = commits_note(result.sources)
     return (f"## {i}. {result.title}\n\n![{result.title}](figures/{result.name}.png)\n\n{result.caption}\n\n"
-            f"{markdown_table(result.table)}\n\nMeasured by:\n\n{markdown_table(provenance(result.sources))}\n")
+            f"{markdown_table(result.table)}\n\nMeasured by:{' ' + note if note else ''}\n\n"
+            f"{markdown_table(provenance(result.sources))}\n")
 
 
 def markdown_page(results: Sequence[FigureResult | NotMeasured], files: Iterable[str]) -> str:
@@ -105,11 +117,13 @@ def html_section(i: int, result: FigureResult | NotMeasured) -> str:
     if isinstance(result, NotMeasured):
         return (f'<section id="{result.name}"><h2>{title}</h2>\n<p class="missing">Not measured yet: run '
                 f"<code>{html.escape(result.command)}</code> ({html.escape(result.reason)}).</p></section>")
+    note = commits_note(result.sources)
+    html_note = f"<p>{html.escape(note)}</p>\n" if note else ""
     return (f'<section id="{result.name}"><h2>{title}</h2>\n'
             f'<img src="{data_uri(result.paths[0])}" alt="{html.escape(result.title)}">\n'
             f'<p class="caption">{html.escape(result.caption)}</p>\n{html_table(result.table)}\n'
-            f"<details><summary>Measured by</summary>\n{html_table(provenance(result.sources))}\n</details>"
-            "</section>")
+            f"<details><summary>Measured by</summary>\n{html_note}{html_table(provenance(result.sources))}\n"
+            "</details></section>")
 
 
 def html_page(results: Sequence[FigureResult | NotMeasured], files: Iterable[str]) -> str:
