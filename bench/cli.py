@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from typing import Sequence
 
 import variants
@@ -83,7 +84,8 @@ def cmd_all(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import build_report
 
-    print(f"report: {build_report(args.results_root, args.out_dir)}")
+    index = build_report(args.results_root, args.out_dir, progress=partial(print, file=sys.stderr, flush=True))
+    print(f"report: {index}")
     return 0
 
 

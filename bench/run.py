@@ -1,8 +1,10 @@
 """Run a sweep (``bench.sweep.Sweep``): its cases, or its adaptive plan's, through isolated ``Worker`` children,
 each row written as soon as it is done; cases of a parallel sweep run on a few workers at once.
 
-``run_sweep`` is resumable (finished case ids are skipped) and interruptible (Ctrl-C closes the file with every
-finished case in it, then re-raises ``KeyboardInterrupt`` so the caller can exit non-zero).
+``run_sweep`` is resumable (finished case ids are skipped), never silently replaces an earlier results file (a
+fresh run keeps it aside in ``previous/``), shows progress on stderr (``bench.progress``) and is interruptible
+(Ctrl-C closes the file with every finished case in it, then re-raises ``KeyboardInterrupt`` so the caller can exit
+non-zero).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from bench import store
+from bench import progress as progress_lines, store
 from bench.config import Case, ConfigError
 from bench.isolate import Worker
 from bench.outcome import STATUSES, Outcome
@@ -31,16 +33,6 @@ def sweep_cases(sweep: Sweep, cfg: Any) -> list[Case]:
             raise ConfigError(f"sweep {sweep.name!r} yields the same case twice: {case.as_dict()}")
         seen[case.id] = case
     return cases
-
-
-def _progress_bar(enabled: bool | None, total: int | None, done: int, desc: str):
-    """A tqdm bar on stderr; ``enabled=None`` means only when stderr is a terminal."""
-    from tqdm import tqdm
-
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    return tqdm(total=total, initial=done, desc=desc, unit="case", file=sys.stderr, disable=not enabled,
-                dynamic_ncols=True)
 
 
 def _environment(worker: Worker, device: str) -> dict[str, Any]:
@@ -161,6 +153,14 @@ def _run_parallel(workers: list[Worker], run_on: Callable[[Worker, Case], Outcom
     pool.shutdown()
 
 
+def keep_earlier(path: Path) -> None:
+    """Before a fresh run rewrites ``path``: move the earlier file aside (``store.keep_aside``) and say so."""
+    kept = store.keep_aside(path)
+    if kept is not None:
+        print(f"attention-limits: {path} existed; kept it as {kept} (--resume appends to it instead)",
+              file=sys.stderr)
+
+
 def run_sweep(sweep: Sweep, cfg: Any, *, profile: str, out_dir: str | Path = "results/runs",
               resume: bool = False, threads: int | None = None, progress: bool | ProgressCallback | None = None,
               extra_manifest: dict[str, Any] | None = None, mem_cap_bytes: int | None = None) -> Path:
@@ -169,8 +169,9 @@ def run_sweep(sweep: Sweep, cfg: Any, *, profile: str, out_dir: str | Path = "re
     Each case runs as ``sweep.target`` in a capped child: time cap ``cfg.time_cap_s``, memory cap
     ``mem_cap_bytes`` if given, else ``sweep.mem_cap(cfg, case)`` (default ``cfg.mem_cap_bytes``; None: the
     Worker's default; no address-space cap on CUDA). ``resume`` skips case ids already in the file and appends a
-    new segment; otherwise the file is rewritten. ``progress``: None shows a bar when stderr is a terminal, a bool
-    forces it, a callable ``(case, outcome)`` is called after each written row (and no bar is shown).
+    new segment; otherwise an existing file is first kept aside (``keep_earlier``) and a new one written.
+    ``progress``: None shows a bar when stderr is a terminal and plain lines when it is not (``bench.progress``),
+    a bool forces the bar on or off, a callable ``(case, outcome)`` is called after each written row (no bar).
     """
     device = cfg.run_device
     path = store.results_path(out_dir, sweep.name, profile, device)
@@ -194,8 +195,10 @@ def run_sweep(sweep: Sweep, cfg: Any, *, profile: str, out_dir: str | Path = "re
                                        **_calibration(first, sweep, cfg), **sweep.manifest(cfg),
                                        **(extra_manifest or {})})
         total = None if cases is None else len(cases)
-        bar = _progress_bar(None if progress is None else bool(progress) and not callback, total,
-                            len(done) if cases is None else len(cases) - len(todo), sweep.name)
+        bar = progress_lines.bar(None if progress is None else bool(progress) and not callback, total,
+                                 len(done) if cases is None else len(cases) - len(todo), sweep.name)
+        if not resume:
+            keep_earlier(path)
         with store.RunWriter(path, record, resume=resume, metrics=sweep.metrics) as writer, bar:
             recorder = _Recorder(writer, bar, callback)
             try:

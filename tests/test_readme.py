@@ -44,3 +44,15 @@ def test_two_commands_install_the_cpu_torch_pin():
         assert "pip install torch==2.13.0" in block(marker)
     assert "pytest" in block("test-command")
     assert "attention-limits" in block("main-command")
+
+
+def test_ci_installs_the_peers_extra_so_the_peer_tests_run():
+    assert '".[test,peers]"' in block("test-command")
+
+
+def test_every_relative_link_resolves():
+    root = Path(__file__).resolve().parents[1]
+    links = re.findall(r"\]\(([^)#:]+)\)", README)
+    assert any(link.startswith("reports/reference/") for link in links)
+    missing = [link for link in links if not (root / link).exists()]
+    assert not missing, missing

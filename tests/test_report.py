@@ -230,3 +230,10 @@ def test_peers_figure_gives_ours_over_peer(later, tmp_path):
     assert fwd["time_ratio"] == pytest.approx(0.8) and fwd["bytes_ratio"] == pytest.approx(0.5)
     assert fwd["live_bytes_ratio"] == pytest.approx(0.5) and fwd["rel_err"] == pytest.approx(1e-6)
     assert one(table, phase="forward_backward")["time_ratio"] == pytest.approx(1.5)
+
+
+def test_a_figure_drawn_from_several_commits_says_so():
+    one_sha = pd.DataFrame({"git_sha": ["a" * 40, "a" * 40]})
+    two = pd.DataFrame({"git_sha": ["a" * 40, "b" * 40]})
+    assert report.commits_note(one_sha) == "" and report.commits_note(pd.DataFrame()) == ""
+    assert report.commits_note(two).startswith(f"Rows from runs of 2 commits ({'a' * 12}, {'b' * 12})")

@@ -46,12 +46,14 @@ def pareto_points(ax, table: pd.DataFrame) -> None:
 
 def fig_pareto(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -> FigureResult | NotMeasured:
     name, title = "accuracy_speed_pareto", "Accuracy–speed Pareto front"
-    acc_src, eff_src = source(df, manifests, "accuracy"), source(df, manifests, "efficiency")
+    acc_src = source(df, manifests, "accuracy")
     acc = accuracy_rows(acc_src.rows if acc_src is not None else None)
     if acc is None:
         return not_measured(name, title, "accuracy", "no accuracy rows to place on the front")
+    eff_src = source(df, manifests, "efficiency", machine=acc_src.machine)  # both axes from one machine
     if eff_src is None or "median_s" not in eff_src.rows:
-        return not_measured(name, title, "efficiency", "no forward times to place the accuracies against")
+        return not_measured(name, title, "efficiency", "no forward times measured on the accuracy sweep's machine "
+                            f"({acc_src.machine}) to place the accuracies against")
     table = pareto_table(acc, eff_src.rows)
     if table.empty:
         return not_measured(name, title, "efficiency", "no variant has both an accuracy and a forward time")
@@ -65,7 +67,7 @@ def fig_pareto(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -
     units(ax, "x", seconds)
     legend_right(ax)
     caption = (f"Mean accuracy over tasks and seeds at T = {T} against the median non-causal forward time of the "
-               "same variant from the efficiency sweep (bars: ± std over tasks and seeds, clipped to [0, 1]). "
-               "Filled points lie on the Pareto front: no other variant is both faster and more accurate.")
+               "same variant from the efficiency sweep on the same machine (bars: ± std over tasks and seeds, clipped "
+               "to [0, 1]). Filled points lie on the Pareto front: no other variant is both faster and more accurate.")
     sources = pd.concat([acc_src.manifests, eff_src.manifests], ignore_index=True)
     return FigureResult(name, title, save(fig, out_dir, name), table, caption, sources)
