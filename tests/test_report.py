@@ -115,8 +115,18 @@ def test_accuracy_figure_averages_over_seeds(results, tmp_path):
 
 def test_pareto_front(results, tmp_path):
     table = draw(plots.fig_pareto, results, tmp_path).table
-    assert set(table["T_accuracy"]) == {1024} and set(table["T_time"]) == {1024}
+    assert set(table["T"]) == {1024}
     assert one(table, variant="full_sdpa")["pareto"] and not one(table, variant="linear_elu")["pareto"]
+
+
+def test_pareto_pairs_accuracy_and_time_at_the_same_T_only():
+    from bench.analysis.pareto import pareto_table
+
+    acc = pd.DataFrame({"variant": ["a", "b"], "T": [64, 64], "accuracy": [0.9, 0.5]})
+    eff = pd.DataFrame({"variant": ["a", "a", "b"], "T": [64, 128, 128], "phase": "forward", "causal": False,
+                        "status": "ok", "median_s": [1e-4, 2e-4, 1e-5]})
+    table = pareto_table(acc, eff)
+    assert table["variant"].tolist() == ["a"] and table["forward_s"].tolist() == [1e-4]  # b has no time at 64
 
 
 def test_approximation_figure_uses_converged_nystrom(results, tmp_path):

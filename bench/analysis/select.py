@@ -33,9 +33,11 @@ def _rank(group: pd.DataFrame, counts: pd.Series) -> tuple[int, int]:
     return PROFILE_RANK.get(str(group["profile"].iloc[0]), 2), -int(counts.reindex(group["run_id"]).fillna(0).sum())
 
 
-def source(df: pd.DataFrame, manifests: pd.DataFrame, sweep: str, machine: str | None = None) -> Source | None:
+def source(df: pd.DataFrame, manifests: pd.DataFrame, sweep: str, machine: str | None = None,
+           at_T: int | None = None) -> Source | None:
     """The rows (all columns of other sweeps dropped) and manifests of one results file of ``sweep`` on one
-    machine (``machine`` if given; None when that machine has no rows of ``sweep``)."""
+    machine (``machine`` if given; None when that machine has no rows of ``sweep``), among the files with a row at
+    ``T == at_T`` if given (a figure that pairs two sweeps at one length)."""
     if "sweep" not in df or "sweep" not in manifests:
         return None
     mine = manifests[manifests["sweep"] == sweep]
@@ -44,6 +46,8 @@ def source(df: pd.DataFrame, manifests: pd.DataFrame, sweep: str, machine: str |
     if machine is not None:
         mine = mine[mine["machine"] == machine]
     rows = df[df["sweep"] == sweep]
+    if at_T is not None and "T" in rows:
+        mine = mine[mine["run_id"].isin(set(rows.loc[rows["T"] == at_T, "run_id"]))]
     if mine.empty or rows.empty:
         return None
     counts = rows["run_id"].value_counts()

@@ -50,18 +50,18 @@ def fig_pareto(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -
     acc = accuracy_rows(acc_src.rows if acc_src is not None else None)
     if acc is None:
         return not_measured(name, title, "accuracy", "no accuracy rows to place on the front")
-    eff_src = source(df, manifests, "efficiency", machine=acc_src.machine)  # both axes from one machine
+    T = int(acc["T"].max())
+    eff_src = source(df, manifests, "efficiency", machine=acc_src.machine, at_T=T)  # one machine, one length
     if eff_src is None or "median_s" not in eff_src.rows:
-        return not_measured(name, title, "efficiency", "no forward times measured on the accuracy sweep's machine "
-                            f"({acc_src.machine}) to place the accuracies against")
+        return not_measured(name, title, "efficiency", f"no forward times measured at T = {T} on the accuracy "
+                            f"sweep's machine ({acc_src.machine}) to place the accuracies against")
     table = pareto_table(acc, eff_src.rows)
     if table.empty:
         return not_measured(name, title, "efficiency", "no variant has both an accuracy and a forward time")
     fig, axes = new_figure(1, 1, (8.0, 4.8))
     ax = axes[0, 0]
     pareto_points(ax, table)
-    T = int(table["T_accuracy"].iloc[0])
-    style_axes(ax, f"T = {T} (forward time at the nearest measured T)", "forward time",
+    style_axes(ax, f"T = {T} (accuracy and forward time at the same T)", "forward time",
                "accuracy (mean over tasks)", logx=False, logy=False)
     ax.set_xscale("log")
     units(ax, "x", seconds)

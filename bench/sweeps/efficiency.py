@@ -26,7 +26,7 @@ CALIBRATION = "bench.measure:gemm_calibration"  # GEMM peak, stored in the manif
 @dataclass(frozen=True)
 class Config(MeasureConfig):
     variants: tuple[str, ...] = ()  # empty: every registered variant
-    seq_lens: tuple[int, ...] = log2_grid(128, 4096)  # T, sequence lengths
+    seq_lens: tuple[int, ...] = log2_grid(64, 4096)  # T, sequence lengths
     phases: tuple[str, ...] = PHASES  # forward | forward_backward | train_step
     causal: tuple[bool, ...] = (False, True)  # causal settings measured (false, true)
     train_step_max_t: int = 1024  # the whole-model step is the slowest phase: measured up to this T only
