@@ -46,3 +46,29 @@ def test_memory_exponent_sees_through_a_fixed_buffer():
     assert row["mem_exp"].value == pytest.approx(1.0, abs=0.02)
     assert row["time_exp"].value == pytest.approx(1.0, abs=0.01)
     assert eff_analysis.memory_exponent(T[:2], T[:2]) is None  # three lengths at least
+
+
+def test_the_gpu_profiles_run_past_launch_bound_lengths_until_memory_or_the_quadratic_cap():
+    """bf16 and fp32 on CUDA from T = 1024 (the quick CUDA run is launch-bound at T <= 4096) up to 2^23, where
+    the sub-quadratic variants run out of an H200's memory; the quadratic ones stop at their time cap."""
+    for profile, dtype, quadratic_cap in (("gpu", "bfloat16", 1 << 19), ("gpu_fp32", "float32", 1 << 18)):
+        cfg = eff.PROFILES[profile]
+        cases = list(eff.cases(cfg))
+        assert {c["dtype"] for c in cases} == {dtype} and {c["device"] for c in cases} == {"cuda"}
+        top = {name: max(c["T"] for c in cases if c["variant"] == name) for name in variants.names()}
+        for name, T in top.items():
+            quadratic = variants.get(name).spec.time_exponent >= 2
+            assert T == (quadratic_cap if quadratic else 1 << 23), (profile, name)
+        assert min(c["T"] for c in cases) == 1024
+
+
+def test_a_gpu_profile_without_a_gpu_is_a_one_line_error(capsys, tmp_path):
+    import torch
+
+    from bench import cli
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert cli.main(["run", "efficiency", "--profile", "gpu", "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not available here" in err

@@ -1,7 +1,7 @@
 """Which rows an analysis reads: one results file per sweep, ok rows, medians per T, declared values.
 
 When a sweep has several results files (profiles, devices), the analysis reads one of them: the ``full`` profile
-before ``quick``, then the file with most rows, then the file name.
+(or a ``gpu`` one) before ``quick``, then the file with most rows, then the file name.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pandas as pd
 
 import variants
 
-PROFILE_RANK = {"full": 0, "quick": 1}
+PROFILE_RANK = {"full": 0, "gpu": 0, "gpu_fp32": 0, "quick": 1}  # a GPU profile is that device's full one
 
 
 @dataclass(frozen=True)
