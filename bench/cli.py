@@ -90,7 +90,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-h", "--help", action="store_true", help="this help, and with a sweep its options")
-    p.add_argument("--profile", default="quick", help="quick | full (each sweep defines both; efficiency also gpu, gpu_fp32)")
+    p.add_argument("--profile", default="quick",
+                   help="quick | full (each sweep defines both; efficiency also gpu, gpu_fp32)")
     p.add_argument("--resume", action="store_true", help="skip cases already in the results file")
     p.add_argument("--out-dir", default="results/runs", help="where the JSONL results go")
     add_executor_options(p)

@@ -34,8 +34,8 @@ COMMON_COLUMNS = ("kind", "run_id", "sweep", "case_id", "status", "error", "wall
 ROW_FIELDS = COMMON_COLUMNS[1:]  # the common columns of the loaded frame (``kind`` is added there per record)
 SEGMENT_FIELDS = ("run_id", "git_sha", "device", "device_name", "threads", "profile")
 STRING_COLUMNS = ("kind", "run_id", "sweep", "case_id", "status", "error", "git_sha", "device", "device_name", "profile")
-# Where a row's case ran, added by the executor (``bench.executors``): host, device, attempts (2: its Ray worker was
-# lost once and the case ran again).
+# Where a row's case ran, added by the executor (``bench.executors``): host, device, attempts (2: its Ray worker
+# was lost once and the case ran again).
 PLACEMENT_COLUMNS = ("node", "node_device", "attempts")
 MANIFEST_COLUMNS = ("run_id", "sweep", "profile", "utc_start", "git_sha", "git_dirty", "torch", "device",
                     "device_name", "threads")

@@ -138,7 +138,8 @@ def _holes(case: Case) -> dict:
 
 KINDS = {"ok": _ok, "oom": _oom, "sleep": _sleep, "sigkill": _sigkill, "unsupported": _unsupported,
          "error": _error, "exit": _exit,
-         "kill_ray_worker": _kill_ray_worker, "kill_ray_worker_always": _kill_ray_worker, "probe": _probe, "holes": _holes}
+         "kill_ray_worker": _kill_ray_worker, "kill_ray_worker_always": _kill_ray_worker, "probe": _probe,
+         "holes": _holes}
 
 
 def execute(case: Case) -> dict:
