@@ -37,6 +37,9 @@ ROW_FIELDS = COMMON_COLUMNS[1:]  # the common columns of the loaded frame (``kin
 SEGMENT_FIELDS = ("run_id", "git_sha", "device", "device_name", "threads", "profile")
 STRING_COLUMNS = ("kind", "run_id", "sweep", "case_id", "status", "error", "git_sha", "device", "device_name",
                   "machine", "profile")
+# Where a row's case ran, added by the executor (``bench.executors``): host, device, attempts (2: its Ray worker
+# was lost once and the case ran again).
+PLACEMENT_COLUMNS = ("node", "node_device", "attempts")
 MANIFEST_COLUMNS = ("run_id", "sweep", "profile", "utc_start", "git_sha", "git_dirty", "torch", "device",
                     "device_name", "machine", "threads")
 _ROOT = Path(__file__).resolve().parents[1]
@@ -179,7 +182,7 @@ def row_record(run_id: str, case: Any, outcome: Outcome, *, kind: str = "row",
     clash = sorted(set(outcome.metrics) & (set(record) | set(params)))
     if clash:
         raise ValueError(f"metrics {clash} collide with row fields or case params of sweep {case.sweep!r}")
-    undeclared = sorted(set(outcome.metrics) - set(metrics)) if metrics is not None else []
+    undeclared = sorted(set(outcome.metrics) - set(metrics) - set(PLACEMENT_COLUMNS)) if metrics is not None else []
     if undeclared:
         raise ValueError(f"metrics {undeclared} are not declared in sweep {case.sweep!r}'s Sweep(metrics=...)")
     missing = [c for c in COMMON_COLUMNS if record[c] is None and c != "error"]

@@ -22,6 +22,7 @@ class Config(RunConfig):
     time_cap_s: float = 30.0  # seconds one case may run
     seed: int = 0  # unused: a seed field like a real sweep's
     jobs: int = 1  # workers at once when the sweep is parallel
+    marker: str = ""  # kill_ray_worker: a path prefix; the case kills its Ray worker until marker<i> exists
 
     @property
     def seed_list(self) -> list[int]:
@@ -34,7 +35,7 @@ PROFILES = {"quick": Config()}
 def cases(cfg: Config):
     """One case per entry of ``cfg.kinds``, in order; ``variant`` is the kind so summaries group by it."""
     for i, kind in enumerate(cfg.kinds):
-        yield Case.make(NAME, i=i, variant=kind)
+        yield Case.make(NAME, i=i, variant=kind, **({"marker": f"{cfg.marker}{i}"} if cfg.marker else {}))
 
 
 def _ok(case: Case) -> dict:
@@ -56,6 +57,21 @@ def _sleep(case: Case) -> dict:
 def _sigkill(case: Case) -> dict:
     os.kill(os.getpid(), signal.SIGKILL)
     return {}
+
+
+def _kill_ray_worker(case: Case) -> dict:
+    """SIGKILL the Ray worker process this child runs under (its parent), the first time only: a worker lost
+    mid-case. Refuses to run outside a Ray worker, so it never kills a test process."""
+    import psutil
+
+    parent = psutil.Process(os.getppid())
+    if not " ".join(parent.cmdline()).startswith("ray::"):  # Ray titles its workers ray::<task>
+        raise RuntimeError("kill_ray_worker runs only under a Ray worker")
+    if case["variant"] == "kill_ray_worker_always" or not os.path.exists(case["marker"]):
+        open(case["marker"], "w").close()
+        parent.kill()
+        time.sleep(60)  # dies with its parent (bench.isolate)
+    return {"value": case["i"] ** 2, "pid": os.getpid()}
 
 
 def _unsupported(case: Case) -> dict:
@@ -151,7 +167,9 @@ def _holes(case: Case) -> dict:
 
 
 KINDS = {"ok": _ok, "oom": _oom, "sleep": _sleep, "sigkill": _sigkill, "unsupported": _unsupported,
-         "error": _error, "exit": _exit, "probe": _probe, "holes": _holes}
+         "error": _error, "exit": _exit,
+         "kill_ray_worker": _kill_ray_worker, "kill_ray_worker_always": _kill_ray_worker, "probe": _probe,
+         "holes": _holes}
 
 
 def execute(case: Case) -> dict:

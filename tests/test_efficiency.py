@@ -61,3 +61,29 @@ def test_summary_and_tables_say_n_a_for_a_two_length_curve():
     assert timed["fit"] == "n/a: 2 points" and timed["n_fit"] == 2
     (mem,) = eff_analysis.memory_table(rows, rows, rows).to_dict("records")
     assert mem["fit"] == "n/a: too few points" and mem["analytic_exponent"] == "n/a"
+
+
+def test_the_gpu_profiles_run_past_launch_bound_lengths_until_memory_or_the_quadratic_cap():
+    """bf16 and fp32 on CUDA from T = 1024 (the quick CUDA run is launch-bound at T <= 4096) up to 2^23, where
+    the sub-quadratic variants run out of an H200's memory; the quadratic ones stop at their time cap."""
+    for profile, dtype, quadratic_cap in (("gpu", "bfloat16", 1 << 19), ("gpu_fp32", "float32", 1 << 18)):
+        cfg = eff.PROFILES[profile]
+        cases = list(eff.cases(cfg))
+        assert {c["dtype"] for c in cases} == {dtype} and {c["device"] for c in cases} == {"cuda"}
+        top = {name: max(c["T"] for c in cases if c["variant"] == name) for name in variants.names()}
+        for name, T in top.items():
+            quadratic = variants.get(name).spec.time_exponent >= 2
+            assert T == (quadratic_cap if quadratic else 1 << 23), (profile, name)
+        assert min(c["T"] for c in cases) == 1024
+
+
+def test_a_gpu_profile_without_a_gpu_is_a_one_line_error(capsys, tmp_path):
+    import torch
+
+    from bench import cli
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert cli.main(["run", "efficiency", "--profile", "gpu", "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not available here" in err

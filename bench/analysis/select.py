@@ -1,9 +1,9 @@
 """Which rows an analysis reads: one results file of one machine per sweep, ok rows, medians per T, declared values.
 
 When a sweep has several results files (profiles, devices, machines), a figure reads one of them: the ``full``
-profile before ``quick``, then the file with most rows, then the file name; and of that file only the segments
-of one machine (``store.machine_of``), the one with most rows there. So no figure puts rows measured
-on two machines on one axis; a figure that pairs two sweeps asks for the second one on the first one's machine.
+profile (or a ``gpu`` one) before ``quick``, then the file with most rows, then the file name; and of that
+file only the segments of one machine (``store.machine_of``), the one with most rows there. So no figure puts rows
+measured on two machines on one axis; a figure that pairs two sweeps asks for the second one on the first one's machine.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pandas as pd
 
 import variants
 
-PROFILE_RANK = {"full": 0, "quick": 1}
+PROFILE_RANK = {"full": 0, "gpu": 0, "gpu_fp32": 0, "quick": 1}  # a GPU profile is that device's full one
 
 
 @dataclass(frozen=True)

@@ -199,7 +199,9 @@ def mem_cap(cfg: Config, case: Case) -> int | None:
 
 
 def manifest(cfg: Config) -> dict[str, Any]:
-    time_cap = default_mem_cap_bytes() if cfg.mem_cap_bytes is None else cfg.mem_cap_bytes
+    """The probes' caps; a CUDA worker without one may use the whole GPU (``Worker.for_device``): None."""
+    default = None if cfg.run_device.startswith("cuda") else default_mem_cap_bytes()
+    time_cap = default if cfg.mem_cap_bytes is None else cfg.mem_cap_bytes
     return {"mem_cap_bytes": int(cfg.mem_budget_bytes * 1.5), "time_probe_mem_cap_bytes": time_cap}
 
 
