@@ -46,8 +46,9 @@ def test_two_commands_install_the_cpu_torch_pin():
     assert "attention-limits" in block("main-command")
 
 
-def test_ci_installs_the_peers_extra_so_the_peer_tests_run():
-    assert '".[test,peers]"' in block("test-command")
+def test_ci_installs_the_peers_and_ray_extras_so_their_tests_run():
+    extras = re.search(r'pip install -e "\.\[([a-z,]+)\]"', block("test-command")).group(1).split(",")
+    assert {"test", "peers", "ray"} <= set(extras)
 
 
 def test_every_relative_link_resolves():
