@@ -166,7 +166,8 @@ def run_sweep(sweep: Sweep, cfg: Any, *, profile: str, out_dir: str | Path = "re
               extra_manifest: dict[str, Any] | None = None, mem_cap_bytes: int | None = None) -> Path:
     """Run every case of ``sweep`` under ``cfg`` (or its adaptive plan) and return the results path.
 
-    Each case runs as ``sweep.target`` in a capped child: time cap ``cfg.time_cap_s``, memory cap
+    Each case runs as ``sweep.target`` in a capped child: time cap ``sweep.time_cap(cfg, case)`` (default
+    ``cfg.time_cap_s``), memory cap
     ``mem_cap_bytes`` if given, else ``sweep.mem_cap(cfg, case)`` (default ``cfg.mem_cap_bytes``; None: the
     Worker's default; no address-space cap on CUDA). ``resume`` skips case ids already in the file and appends a
     new segment; otherwise the file is rewritten. ``progress``: None shows a bar when stderr is a terminal, a bool
@@ -184,7 +185,7 @@ def run_sweep(sweep: Sweep, cfg: Any, *, profile: str, out_dir: str | Path = "re
         return mem_cap_bytes if mem_cap_bytes is not None else sweep.mem_cap(cfg, case)
 
     def run_on(worker: Worker, case: Case) -> Outcome:
-        return worker.run(sweep.target, case, cfg.time_cap_s, fresh=sweep.fresh_child(cfg, case))
+        return worker.run(sweep.target, case, sweep.time_cap(cfg, case), fresh=sweep.fresh_child(cfg, case))
 
     try:
         first = workers.get(mem_cap_bytes if mem_cap_bytes is not None else cfg.mem_cap_bytes)

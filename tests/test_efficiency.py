@@ -46,3 +46,26 @@ def test_memory_exponent_sees_through_a_fixed_buffer():
     assert row["mem_exp"].value == pytest.approx(1.0, abs=0.02)
     assert row["time_exp"].value == pytest.approx(1.0, abs=0.01)
     assert eff_analysis.memory_exponent(T[:2], T[:2]) is None  # three lengths at least
+
+
+def test_causal_flops_of_a_kernel_that_skips_masked_blocks_count_the_lower_triangle():
+    T, D = 1000, 16
+    sdpa, naive = variants.get("full_sdpa").spec, variants.get("full_naive").spec
+    assert sdpa.causal_skips_masked and not naive.causal_skips_masked
+    assert sdpa.executed_flops(2, 3, T, D, causal=True) == 2 * 3 * 4 * D * T * (T + 1) // 2  # T(T+1)/2 pairs
+    assert sdpa.executed_flops(2, 3, T, D, causal=False) == sdpa.analytic_flops(2, 3, T, D) == 2 * 3 * 4 * D * T * T
+    assert naive.executed_flops(2, 3, T, D, causal=True) == naive.analytic_flops(2, 3, T, D, causal=True)
+    window = variants.get("sparse_window").spec  # its formula already counts only the blocks it computes
+    assert window.executed_flops(1, 1, T, D, causal=True) == window.analytic_flops(1, 1, T, D, causal=True)
+
+
+def test_flops_fraction_uses_executed_flops():
+    rows = pd.DataFrame([{"variant": v, "causal": c, "T": 1024, "B": 1, "H": 1, "D": 64, "phase": "forward",
+                          "status": "ok", "median_s": 1.0, "flops_analytic": 4 * 1024 * 1024 * 64, "run_id": "r"}
+                         for v in ("full_sdpa", "full_naive") for c in (False, True)])
+    manifests = pd.DataFrame([{"run_id": "r", "gemm_peak_flops": 1e9}])
+    table = eff_analysis.flops_table(eff_analysis.flops_rows(rows, manifests)).set_index(["variant", "causal"])
+    full = 4 * 1024 * 1024 * 64
+    assert table.loc[("full_sdpa", True), "flops_executed"] == full * 1025 // 2048
+    assert table.loc[("full_sdpa", False), "flops_executed"] == table.loc[("full_naive", True), "flops_executed"] == full
+    assert table.loc[("full_sdpa", True), "fraction_of_peak"] == pytest.approx(full * 1025 / 2048 / 1e9)
