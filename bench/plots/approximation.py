@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis.approximation import (REF_BUDGET, TRIVIAL, approximation_rows, error_table, largest_t_table,
+from bench.analysis.approximation import (REF_BUDGET, approximation_rows, error_table, largest_t_table,
                                           trivial_table, vs_t)
 from bench.analysis.select import source
 from bench.plots.common import FigureResult, NotMeasured, color_of, new_figure, not_measured, save, style_axes
@@ -116,14 +116,14 @@ def fig_approximation(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | 
 def caption(rows: pd.DataFrame) -> str:
     seeds = int(rows.groupby(["variant", "config", "regime", "T", "budget"], dropna=False).size().median())
     return (f"Error of each approximate variant against float64 exact attention on the same inputs, median and "
-            f"interquartile range over {seeds} seeds (log axes). Rows 1-2: the attention matrix P̂ each variant "
-            "applies (its output on the identity), mean row total variation against exact P, where forming P̂ is "
-            "affordable; rows 3-4: the output error normalised by ‖V‖; columns: 'random' q, k ~ N(0, 1) (diffuse "
-            "attention) and 'peaked' (q times 8). Bottom: the output error against the input scale. Thick grey "
-            "lines: the trivial outputs (zeros, mean(v), i.e. the uniform P); a variant above them is worse than "
-            "outputting nothing. Nyström is the published method (segment-mean landmarks, 6 iterations of the "
-            "paper's pseudo-inverse); Linformer's E, F are learned in the method, so it runs training-free with "
-            "mean-pooled E, F (exact at k = T) and with F fitted by least squares to these inputs' exact output (an "
-            "in-sample best case: it fits Ŷ, not P̂); dotted: labelled ablations (exact pseudo-inverse, random "
-            "N(0, 1/k) E, F). Triangles on the bottom axis: exact (error < 1e-9). The table: every metric at the "
-            f"largest T ({TRIVIAL['v_error']['zeros']} etc. are drawn, not tabled).")
+            f"interquartile range over {seeds} seeds on log axes: rows 1-2 the mean row total variation between "
+            "the attention matrix P̂ the variant applies (its output on the identity, formed where affordable) and "
+            "exact P, rows 3-4 the output error normalised by ‖V‖, columns 'random' q, k ~ N(0, 1) (diffuse "
+            "attention) and 'peaked' (q times 8), bottom the output error against the input scale s (q, k ~ "
+            "N(0, s²)), with the trivial outputs (zeros; mean(v), the uniform P) as thick grey lines that a useful "
+            "variant stays under. Nyström runs as published (segment-mean landmarks, 6 iterations of the paper's "
+            "pseudo-inverse) and Linformer, whose E, F the method learns, with mean-pooled E, F (exact at k = T) "
+            "and with F fitted by least squares to these inputs' exact output (an in-sample best case that fits "
+            "Ŷ, not P̂); dotted lines are labelled ablations (exact pseudo-inverse, random N(0, 1/k) E, F), "
+            "triangles on the bottom axis mark exact points (error below 1e-9), and the table gives every metric "
+            "at the largest T.")
