@@ -113,3 +113,31 @@ def test_memory_probes_get_their_own_time_cap():
     cfg = limits.PROFILES["quick"]
     memory, time = (limits.probe_case(cfg, "full_sdpa", b, 4096) for b in ("memory", "time"))
     assert limits.time_cap(cfg, memory) == cfg.memory_time_cap_s > limits.time_cap(cfg, time) == cfg.time_cap_s
+
+
+def test_the_figure_labels_a_probe_cap_apart_from_the_search_cap():
+    from bench.plots.limits import bar_text
+
+    why = limits.censored_why("timeout")
+    assert bar_text(65536, True, 131072, why) == "≥ 65,536 (timeout at 131,072: probe cap)"
+    assert bar_text(65536, True, float("nan"), "") == "≥ 65,536 (search cap)"
+    assert bar_text(4096, False, 4608, "over budget") == "4,096 (fails at 4,608)"
+
+
+def test_an_older_record_stopped_by_a_probe_timeout_reads_as_censored():
+    import pandas as pd
+
+    from bench.analysis.limits import limits_table
+
+    base = {"kind": "limit", "status": "ok", "mem_budget_bytes": 2 ** 30, "time_budget_s": 0.1, "censored": False}
+    rows = pd.DataFrame([{**base, "variant": "full_sdpa", "budget": "memory", "max_fit_t": 28672,
+                          "min_fail_t": 30720, "min_fail_why": "timeout"},
+                         {**base, "variant": "full_naive", "budget": "memory", "max_fit_t": 5632,
+                          "min_fail_t": 6144, "min_fail_why": "oom"},
+                         {**base, "variant": "full_naive", "budget": "time", "max_fit_t": 3840,
+                          "min_fail_t": 4096, "min_fail_why": "timeout"}])
+    table = limits_table(rows).set_index(["variant", "budget"])["censored"]
+    assert table["full_sdpa", "memory"] and not table["full_naive", "memory"] and not table["full_naive", "time"]
+    why = limits_table(rows).set_index(["variant", "budget"])["min_fail_why"]
+    assert why["full_sdpa", "memory"] == "timeout (probe cap, not the budget: censored)"
+    assert why["full_naive", "time"] == "timeout"

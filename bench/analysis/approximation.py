@@ -24,7 +24,7 @@ def approximation_rows(rows: pd.DataFrame) -> pd.DataFrame:
     numeric = [c for c in ("T", "budget", "logit_scale", *METRICS, *(c for t in TRIVIAL.values() for c in
                                                                       t.values())) if c in rows]
     rows = ok_rows(rows, *numeric).dropna(subset=["rel_error"])
-    defaults = {"config": "published", "ablation": False, "regime": "random"}
+    defaults = {"config": "published", "ablation": False, "regime": "random", "q_scale": 1.0}
     rows = rows.assign(**{k: rows[k].fillna(v) if k in rows else v for k, v in defaults.items()})
     return rows.assign(ablation=rows["ablation"].astype(bool))
 
@@ -32,7 +32,7 @@ def approximation_rows(rows: pd.DataFrame) -> pd.DataFrame:
 def error_table(rows: pd.DataFrame, metric: str, x: str = "budget") -> pd.DataFrame:
     """Median, q25, q75 and seeds of ``metric`` per configuration × regime × T × ``x`` (rows without a value left
     out)."""
-    keys = list(dict.fromkeys([*CONFIG_KEYS, "regime", "T", "budget", x]))
+    keys = list(dict.fromkeys([*CONFIG_KEYS, "regime", "q_scale", "T", "budget", x]))
     if metric not in rows:
         return pd.DataFrame(columns=[*keys, "median", "q25", "q75", "n_seeds"])
     g = rows.dropna(subset=[metric]).groupby(keys, sort=True, dropna=False)[metric]
@@ -68,8 +68,9 @@ def vs_t(table: pd.DataFrame) -> pd.DataFrame:
 
 def metric_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Every metric's median, q25 and q75 over seeds per configuration × regime × T × budget, and the seeds."""
-    keys = [*CONFIG_KEYS, "regime", "T", "budget"]
-    table = rows[keys].drop_duplicates().sort_values(["regime", "T", *CONFIG_KEYS, "budget"]).reset_index(drop=True)
+    keys = [*CONFIG_KEYS, "regime", "q_scale", "T", "budget"]  # q_scale: the input-scale sweep's points apart
+    table = rows[keys].drop_duplicates().sort_values(["regime", "q_scale", "T", *CONFIG_KEYS, "budget"]).reset_index(
+        drop=True)
     for metric in METRICS:
         part = error_table(rows, metric)[[*keys, "median", "q25", "q75"]]
         table = table.merge(part.rename(columns={"median": metric, "q25": f"{metric}_q25", "q75": f"{metric}_q75"}),

@@ -17,7 +17,7 @@ from bench.config import Case, ConfigError, MeasureConfig
 from bench.isolate import default_mem_cap_bytes
 from bench.outcome import Outcome
 from bench.sweep import TIMING, Plan, Summary, Sweep, no_cases
-from bench.analysis.limits import summary
+from bench.analysis.limits import censored_why, censoring, summary
 from bench.measure import Shape, peak_memory, phase_callable, resolve_device, time_callable
 
 NAME = "limits"
@@ -192,20 +192,6 @@ def _search(cfg: Config, variant: str, budget: str) -> Plan:
             break
     yield Summary(result, Outcome("ok", {"max_fit_t": lo, "min_fail_t": hi, "censored": hi is None,
                                          "min_fail_why": failures.get(hi, "")}))
-
-
-# The probe failure that is over the budget itself: a memory probe's oom (its cap is 1.5× the budget) and a time
-# probe's timeout (its cap is far above the budget). Any other failure is the probe's cap or a crash: censoring.
-OVER_BUDGET = {"memory": "oom", "time": "timeout"}
-
-
-def censoring(budget: str, why: str) -> bool:
-    """Whether a failure leaves the limit unknown (above the last T that fit) rather than found."""
-    return why not in ("over budget", OVER_BUDGET[budget])
-
-
-def censored_why(status: str) -> str:
-    return f"{status} (probe cap, not the budget: censored)"
 
 
 def plan(cfg: Config, done: set[str]) -> Plan:
