@@ -114,7 +114,8 @@ def run_sweep(sweep: Sweep, cfg: Any, *, profile: str, out_dir: str | Path = "re
               executor: str = "local", address: str | None = None) -> Path:
     """Run every case of ``sweep`` under ``cfg`` (or its adaptive plan) and return the results path.
 
-    Each case runs as ``sweep.target`` in a capped child: time cap ``cfg.time_cap_s``, memory cap
+    Each case runs as ``sweep.target`` in a capped child: time cap ``sweep.time_cap(cfg, case)`` (default
+    ``cfg.time_cap_s``), memory cap
     ``mem_cap_bytes`` if given, else ``sweep.mem_cap(cfg, case)`` (default ``cfg.mem_cap_bytes``; None: the
     Worker's default; no address-space cap on CUDA). ``executor``: ``local`` (children of this process) or ``ray``
     (Ray tasks, on the cluster at ``address``; ``bench.executors``); either way only this process writes rows.
@@ -132,7 +133,7 @@ def run_sweep(sweep: Sweep, cfg: Any, *, profile: str, out_dir: str | Path = "re
 
     def job(case: Case) -> Job:
         cap = mem_cap_bytes if mem_cap_bytes is not None else sweep.mem_cap(cfg, case)
-        return Job(sweep.target, case, cfg.time_cap_s, cap, sweep.fresh_child(cfg, case))
+        return Job(sweep.target, case, sweep.time_cap(cfg, case), cap, sweep.fresh_child(cfg, case))
 
     runner = executors.create(executor, threads=threads, device=device, cpus=cfg.threads, jobs=sweep.jobs(cfg),
                               timing=not sweep.parallel, address=address)

@@ -87,3 +87,26 @@ def test_a_gpu_profile_without_a_gpu_is_a_one_line_error(capsys, tmp_path):
     assert cli.main(["run", "efficiency", "--profile", "gpu", "--out-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not available here" in err
+
+
+def test_causal_flops_of_a_kernel_that_skips_masked_blocks_count_the_lower_triangle():
+    T, D = 1000, 16
+    sdpa, naive = variants.get("full_sdpa").spec, variants.get("full_naive").spec
+    assert sdpa.causal_skips_masked and not naive.causal_skips_masked
+    assert sdpa.executed_flops(2, 3, T, D, causal=True) == 2 * 3 * 4 * D * T * (T + 1) // 2  # T(T+1)/2 pairs
+    assert sdpa.executed_flops(2, 3, T, D, causal=False) == sdpa.analytic_flops(2, 3, T, D) == 2 * 3 * 4 * D * T * T
+    assert naive.executed_flops(2, 3, T, D, causal=True) == naive.analytic_flops(2, 3, T, D, causal=True)
+    window = variants.get("sparse_window").spec  # its formula already counts only the blocks it computes
+    assert window.executed_flops(1, 1, T, D, causal=True) == window.analytic_flops(1, 1, T, D, causal=True)
+
+
+def test_flops_fraction_uses_executed_flops():
+    rows = pd.DataFrame([{"variant": v, "causal": c, "T": 1024, "B": 1, "H": 1, "D": 64, "phase": "forward",
+                          "status": "ok", "median_s": 1.0, "flops_analytic": 4 * 1024 * 1024 * 64, "run_id": "r"}
+                         for v in ("full_sdpa", "full_naive") for c in (False, True)])
+    manifests = pd.DataFrame([{"run_id": "r", "gemm_peak_flops": 1e9}])
+    table = eff_analysis.flops_table(eff_analysis.flops_rows(rows, manifests)).set_index(["variant", "causal"])
+    full = 4 * 1024 * 1024 * 64
+    assert table.loc[("full_sdpa", True), "flops_executed"] == full * 1025 // 2048
+    assert table.loc[("full_sdpa", False), "flops_executed"] == table.loc[("full_naive", True), "flops_executed"] == full
+    assert table.loc[("full_sdpa", True), "fraction_of_peak"] == pytest.approx(full * 1025 / 2048 / 1e9)

@@ -129,13 +129,19 @@ def test_pareto_pairs_accuracy_and_time_at_the_same_T_only():
     assert table["variant"].tolist() == ["a"] and table["forward_s"].tolist() == [1e-4]  # b has no time at 64
 
 
-def test_approximation_figure_uses_converged_nystrom(results, tmp_path):
-    table = draw(plots.fig_approximation, results, tmp_path).table
-    nys = one(table, variant="low_rank_nystrom", regime="random", T=512, budget=64)
-    assert nys["n_seeds"] == 2  # pinv_iters=6 rows left out
-    assert one(table, variant="sparse_window", regime="random", T=512, budget=512)["rel_error_mean"] < 1e-12
+def test_approximation_figure_draws_the_published_configs_at_the_largest_T(results, tmp_path):
+    result = draw(plots.fig_approximation, results, tmp_path)
+    table = result.table
+    assert set(table["T"]) == {512} and "scale" not in set(table["regime"])
+    nys = one(table, variant="low_rank_nystrom", config="published", regime="random", budget=64)
+    assert nys["n_seeds"] == 3 and not nys["ablation"]
+    assert nys["rel_error_q25"] <= nys["rel_error"] <= nys["rel_error_q75"]
+    exact_pinv = one(table, variant="low_rank_nystrom", config="exact pinv", regime="random", budget=64)
+    assert exact_pinv["ablation"] and exact_pinv["rel_error"] == pytest.approx(20 * nys["rel_error"])
+    assert one(table, variant="sparse_window", regime="random", budget=512)["v_error"] < 1e-12
     elu = table[table["variant"] == "linear_elu"]
-    assert len(elu) == 4 and elu["budget"].isna().all()
+    assert len(elu) == 2 and elu["budget"].isna().all()
+    assert "ablation" in result.caption and "trivial" in result.caption
 
 
 def test_learning_curves_fit_a_power_law(later, tmp_path):
@@ -147,8 +153,11 @@ def test_learning_curves_fit_a_power_law(later, tmp_path):
 
 def test_distillation_figure(later, tmp_path):
     table = draw(plots.fig_distillation, later, tmp_path).table
-    assert len(table) == 4 and set(table["method"]) == {"kd", "labels"}
-    assert one(table, student="student_window", method="kd")["accuracy_share_mean"] == pytest.approx(0.945)
+    assert len(table) == 4 and set(table["n_train"]) == {256, 2048}  # per student and size, never pooled
+    small, large = one(table, student="student_window", n_train=256), one(table, student="student_window", n_train=2048)
+    assert small["kd_share"] == pytest.approx(0.945) and small["labels_share"] == pytest.approx(0.875)
+    assert small["kd_gain"] == small["kd_gain_min"] == pytest.approx(0.07) and small["n_seeds"] == 2
+    assert large["kd_gain"] == pytest.approx(0.0)
 
 
 @pytest.mark.parametrize("figure", plots.FIGURES, ids=lambda f: f.__name__)

@@ -149,7 +149,10 @@ def fig_flops(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) ->
     style_axes(ax, "forward (solid: non-causal, dashed: causal)", "sequence length T", "fraction of GEMM peak")
     plain_log_ticks(ax, "y")
     legend_right(ax)
-    caption = ("Analytic forward FLOPs divided by the median forward time, as a fraction of a square GEMM's "
-               "FLOP/s measured on the same machine at the start of the run. The table is at each curve's "
-               "largest T; causal variants that skip masked work do fewer FLOPs than the analytic count.")
+    caption = ("Executed forward FLOPs divided by the median forward time, as a fraction of a square GEMM's "
+               "FLOP/s measured on the same machine at the start of the run (the table: each curve's largest T). "
+               "Executed FLOPs are the spec's analytic count (flops_analytic, what the math path computes) except "
+               "for a causal kernel that skips the masked blocks (full_sdpa's fused kernel), which executes "
+               "T(T+1)/2 of the T² (query, key) pairs (flops_executed), while kernels that compute and mask keep "
+               "the full count.")
     return FigureResult(name, title, save(fig, out_dir, name), eff.flops_table(rows), caption, src.manifests)
