@@ -31,7 +31,7 @@ def limit_bar(ax, table: pd.DataFrame, budget: str) -> None:
     ax.set_yticks(y, list(sub["variant"]))
     positive = widths[widths > 0]
     left = 2.0 ** np.floor(np.log2(positive.min() / 8)) if len(positive) else 1.0
-    ax.set_xlim(left, max(widths.max(), 1) * 16)
+    ax.set_xlim(left, max(widths.max(), 1) * 64)  # room for the label beside the longest bar
 
 
 def budget_label(budget: str, value) -> str:
