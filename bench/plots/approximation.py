@@ -112,8 +112,9 @@ def fig_approximation(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | 
     regime_panels(axes, rows, "v_error", 2)
     scale_panel(axes[4, 0], rows)
     handles = {lab: h for ax in axes.flat for h, lab in zip(*ax.get_legend_handles_labels())}
-    axes[4, 1].axis("off")
-    axes[4, 1].legend(handles.values(), handles.keys(), loc="center", frameon=False, ncols=1)
+    axes[4, 1].axis("off")  # the empty panel holds the figure's one legend
+    fig.legend(handles.values(), handles.keys(), loc="center", frameon=False, ncols=1,
+               bbox_to_anchor=(0.5, 0.5), bbox_transform=axes[4, 1].transAxes)
     return FigureResult(name, title, save(fig, out_dir, name), largest_t_table(rows), caption(rows), src.manifests)
 
 
