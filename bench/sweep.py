@@ -60,7 +60,8 @@ class Sweep:
     ``parallel``: cases may run ``cfg.jobs`` at a time (metrics that do not need an idle machine).
     ``fresh_child(cfg, case)``: run this case in a child that ran no other. ``calibration``: a worker target
     ("module:function") whose metrics go into the manifest. ``mem_cap(cfg, case)``: the worker's memory cap for a
-    case; ``time_cap(cfg, case)``: its time cap in seconds. ``manifest(cfg)``: extra manifest fields. ``plan(cfg, done)``: the adaptive planner (see the module).
+    case; ``time_cap(cfg, case)``: its time cap in seconds. ``manifest(cfg)``: extra manifest fields.
+    ``plan(cfg, done)``: the adaptive planner (see the module).
     ``summarize(df)``: the one-screen table printed after a run (None: counts by status).
     """
 

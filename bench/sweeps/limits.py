@@ -142,7 +142,8 @@ def search_steps(start: int, max_t: int, grid: int, steps: int) -> Generator[int
     return lo, hi
 
 
-def search(probe: Callable[[int], bool], start: int, max_t: int, grid: int, steps: int) -> tuple[int | None, int | None]:
+def search(probe: Callable[[int], bool], start: int, max_t: int, grid: int,
+           steps: int) -> tuple[int | None, int | None]:
     """``search_steps`` driven by a ``probe(T) -> fits`` callable."""
     walk = search_steps(start, max_t, grid, steps)
     try:
