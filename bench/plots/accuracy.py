@@ -12,10 +12,15 @@ from bench.plots.common import (FigureResult, NotMeasured, bounded_yerr, color_o
                                 not_measured, save, seconds, style_axes, units)
 
 
+def accuracy_source(df: pd.DataFrame, manifests: pd.DataFrame):
+    """The accuracy sweep's source (one file, one machine) and its rows as ``accuracy_rows`` gives them."""
+    src = source(df, manifests, "accuracy")
+    return src, accuracy_rows(src.rows if src is not None else None)
+
+
 def fig_accuracy(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -> FigureResult | NotMeasured:
     name, title = "accuracy_vs_length", "Accuracy vs sequence length, per task"
-    src = source(df, manifests, "accuracy")
-    rows = accuracy_rows(src.rows if src is not None else None)
+    src, rows = accuracy_source(df, manifests)
     if rows is None:
         return not_measured(name, title, "accuracy", "no accuracy rows (task, variant, T, seed, accuracy)")
     table = accuracy_table(rows)
@@ -46,8 +51,7 @@ def pareto_points(ax, table: pd.DataFrame) -> None:
 
 def fig_pareto(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -> FigureResult | NotMeasured:
     name, title = "accuracy_speed_pareto", "Accuracy–speed Pareto front"
-    acc_src = source(df, manifests, "accuracy")
-    acc = accuracy_rows(acc_src.rows if acc_src is not None else None)
+    acc_src, acc = accuracy_source(df, manifests)
     if acc is None:
         return not_measured(name, title, "accuracy", "no accuracy rows to place on the front")
     T = int(acc["T"].max())
