@@ -7,9 +7,10 @@ has looked at. So the early-stopping decision is a tuning decision made on val, 
 estimate of the model that was kept.
 
 Stopping: at ``target_accuracy`` on val ("target"); with ``patience > 0``, after ``patience`` evaluations in a
-row without a val-accuracy gain above ``min_delta`` over the best so far ("plateau"), and then the best-val
-weights are the ones kept and tested; otherwise at the ``steps`` cap ("cap"). A run stopped by the cap is
-``censored``: its curve was still moving by the patience rule (or no patience rule was set) when the budget ended.
+row in which the val loss did not fall below ``(1 - min_delta)`` times its best so far ("plateau"), and then the
+best-val-loss weights are the ones kept and tested; otherwise at the ``steps`` cap ("cap"). The loss, not the
+accuracy, decides the plateau: recall tasks sit at chance accuracy for hundreds of steps while the loss keeps
+falling, then jump. A run stopped by the cap is ``censored``: still improving by that rule when the budget ended.
 
 Metrics: token tasks score only positions whose target is not ``IGNORE`` (accuracy and loss are per scored
 position, pooled over the whole eval split); classify tasks score one label per sequence. The loss is the mean
@@ -67,8 +68,8 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global grad norm; 0 turns clipping off
     eval_batch_size: int = 256
     device: str = "cpu"  # cpu | cuda: where the model trains (data moves there once)
-    patience: int = 0  # evaluations without a val gain > min_delta before a plateau stop (0: no plateau stop)
-    min_delta: float = 0.0  # val-accuracy gain that counts as progress for ``patience``
+    patience: int = 0  # evaluations without val-loss progress before a plateau stop (0: no plateau stop)
+    min_delta: float = 0.0  # relative val-loss drop that counts as progress for ``patience``
 
     def validate(self) -> None:
         """Raise a one-line ConfigError on the first bad field."""
@@ -96,8 +97,8 @@ class TrainConfig:
 class TrainResult:
     """What one fit measured. ``accuracy`` / ``loss`` / ``bits_per_byte`` are on the test split after training;
     ``curve`` holds (step, val accuracy, val loss) at every evaluation; ``steps_to_target`` is None when the target
-    was not reached; ``stop_reason`` is "target", "plateau" or "cap"; ``best_step`` the eval step of the best val
-    accuracy (the weights kept when a plateau stopped the run)."""
+    was not reached; ``stop_reason`` is "target", "plateau" or "cap"; ``best_step`` the eval step of the lowest val
+    loss (the weights kept when a plateau stopped the run)."""
 
     accuracy: float
     loss: float
@@ -249,18 +250,18 @@ def deterministic(threads: int) -> Iterator[None]:
 
 @dataclass
 class _Watch:
-    """The stopping rule's state over the val curve: the best accuracy, its step and weights, and why to stop."""
+    """The stopping rule's state over the val curve: the lowest loss, its step and weights, and why to stop."""
 
     cfg: TrainConfig
-    best: float = -1.0
+    best: float = math.inf
     best_step: int = 0
     best_state: dict | None = None
     stale: int = 0
 
-    def see(self, model: nn.Module, step: int, acc: float) -> str | None:
+    def see(self, model: nn.Module, step: int, acc: float, loss: float) -> str | None:
         """Record one evaluation; return "target" or "plateau" when training should stop there."""
-        if acc > self.best + self.cfg.min_delta or self.best < 0:
-            self.best, self.best_step, self.stale = acc, step, 0
+        if loss < self.best * (1.0 - self.cfg.min_delta) or self.best == math.inf:
+            self.best, self.best_step, self.stale = loss, step, 0
             if self.cfg.patience:
                 self.best_state = copy.deepcopy(model.state_dict())
         else:
@@ -285,7 +286,7 @@ def fit(model: nn.Module, train_data: TaskData, val: TaskData, cfg: TrainConfig)
         if step % cfg.eval_every == 0 or step == cfg.steps:
             acc, loss = evaluate(model, val, cfg.eval_batch_size)
             curve.append((step, acc, loss))
-            stop = watch.see(model, step, acc)
+            stop = watch.see(model, step, acc, loss)
             if stop is not None:
                 reason = stop
                 break
