@@ -169,11 +169,24 @@ def run_sweep(sweep: Sweep, cfg: Any, *, profile: str, out_dir: str | Path = "re
     Each case runs as ``sweep.target`` in a capped child: time cap ``cfg.time_cap_s``, memory cap
     ``mem_cap_bytes`` if given, else ``sweep.mem_cap(cfg, case)`` (default ``cfg.mem_cap_bytes``; None: the
     Worker's default; no address-space cap on CUDA). ``resume`` skips case ids already in the file and appends a
-    new segment; otherwise the file is rewritten. ``progress``: None shows a bar when stderr is a terminal, a bool
-    forces it, a callable ``(case, outcome)`` is called after each written row (and no bar is shown).
+    new segment (refused, ``store.ResultsError``, on another sweep's file or a newer schema); otherwise the file
+    is rewritten. One run per file at a time (``store.ResultsLock``; a second raises ``ResultsError``).
+    ``progress``: None shows a bar when stderr is a terminal, a bool forces it, a callable ``(case, outcome)`` is
+    called after each written row (and no bar is shown).
     """
+    path = store.results_path(out_dir, sweep.name, profile, cfg.run_device)
+    with store.ResultsLock(path):
+        if resume and path.exists():
+            store.check_resumable(path, sweep.name)
+        return _run_locked(sweep, cfg, path, profile=profile, resume=resume, threads=threads, progress=progress,
+                           extra_manifest=extra_manifest, mem_cap_bytes=mem_cap_bytes)
+
+
+def _run_locked(sweep: Sweep, cfg: Any, path: Path, *, profile: str, resume: bool, threads: int | None,
+                progress: bool | ProgressCallback | None, extra_manifest: dict[str, Any] | None,
+                mem_cap_bytes: int | None) -> Path:
+    """``run_sweep``'s body, run while this process holds the results file's lock."""
     device = cfg.run_device
-    path = store.results_path(out_dir, sweep.name, profile, device)
     done = store.finished_case_ids(path) if resume else set()
     cases = None if sweep.plan else sweep_cases(sweep, cfg)
     todo = None if cases is None else [c for c in cases if c.id not in done]
@@ -206,8 +219,7 @@ def run_sweep(sweep: Sweep, cfg: Any, *, profile: str, out_dir: str | Path = "re
                     plan = _fixed(todo) if todo is not None else sweep.plan(cfg, done)
                     _drive(plan, lambda case: run_on(workers.get(cap_of(case)), case), recorder)
             except KeyboardInterrupt:
-                bar.write(f"interrupted: {path} holds every finished case; rerun with resume to go on",
-                          file=sys.stderr)
+                bar.close()  # the caller says "interrupted" once, after the bar's last line
                 raise
     finally:
         workers.close()

@@ -7,8 +7,11 @@ sweep, case id, status, one-line error, wall seconds), the case's params (``vari
 length, ``seed``, ...) and the metric columns the sweep declares (``Sweep.metrics``); a record missing a common
 column, or with an undeclared metric, is a sweep bug and raises on write.
 
-A fresh run truncates the file; a resumed run appends a new segment. Every line is flushed and fsync'ed as it is written, so a killed run loses at most the
-line it was writing, and a truncated last line is skipped when reading. Units are SI base units: s, bytes, FLOPs.
+A fresh run truncates the file; a resumed run appends a new segment. Every line is written whole and fsync'ed,
+so a killed run loses at most the line it was writing; that torn last line is skipped (and reported) when reading
+and cut before a resume appends. One writer at a time: ``ResultsLock`` holds ``<file>.lock`` (with its pid) for
+the whole run. Problems a user can cause (a file that cannot be written, from a newer schema, of another sweep)
+raise ``ResultsError``, a one-line message naming the fix. Units are SI base units: s, bytes, FLOPs.
 
 Old files are migrated on read (``migrate``), not rewritten: before schema 2 a limit found was a ``kind="row"``
 record of the limits sweep with the sentinel ``T == 0``; it reads as ``kind="limit"`` without ``T``.
@@ -16,6 +19,8 @@ record of the limits sweep with the sentinel ``T == 0``; it reads as ``kind="lim
 from __future__ import annotations
 
 import dataclasses
+import errno
+import fcntl
 import json
 import os
 import platform
@@ -29,6 +34,10 @@ from typing import Any, Collection, Iterable, Iterator
 from bench.outcome import Outcome
 
 SCHEMA_VERSION = 2
+
+
+class ResultsError(ValueError):
+    """A results file or folder a user can fix (unwritable, locked, newer schema, another sweep's): one line."""
 KINDS = ("row", "limit")  # the kinds of record that hold results (besides the segment's "manifest")
 COMMON_COLUMNS = ("kind", "run_id", "sweep", "case_id", "status", "error", "wall_s")
 ROW_FIELDS = COMMON_COLUMNS[1:]  # the common columns of the loaded frame (``kind`` is added there per record)
@@ -171,11 +180,100 @@ def _cut_partial_line(path: Path) -> None:
             fh.truncate(data.rfind(b"\n") + 1)
 
 
+def unwritable(path: Path, exc: OSError, action: str = "write") -> ResultsError:
+    """The one-line error for a results path the OS refused (no space, read-only, not a folder, ...)."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        fix = "free space (or raise the file-size limit), then rerun with --resume"
+    else:
+        fix = "pass a writable --out-dir"
+    return ResultsError(f"cannot {action} {path}: {reason}; {fix}")
+
+
+class ResultsLock:
+    """One writer per results file: an exclusive ``flock`` on ``<file>.lock``, which holds the holder's pid.
+
+    A second run on the same file raises ``ResultsError`` naming the holder. The kernel drops the lock when its
+    holder dies, so a lock file left by a killed run is stale and simply taken over. The lock file is removed on
+    release; a run that locked a file another run just removed tries again.
+    """
+
+    def __init__(self, results: str | Path):
+        self.path = Path(f"{results}.lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> "ResultsLock":
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            while self._fd is None:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                if not self._lock(fd):
+                    raise ResultsError(f"{self.path.with_suffix('')} is being written by another run "
+                                       f"(pid {self._holder(fd)}); wait for it to finish or pass another --out-dir")
+                if self._same_file(fd):
+                    os.ftruncate(fd, 0)
+                    os.write(fd, f"{os.getpid()}\n".encode())
+                    self._fd = fd
+                else:
+                    os.close(fd)
+        except OSError as exc:
+            raise unwritable(self.path.parent, exc, "write results under") from None
+        return self
+
+    @staticmethod
+    def _lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    @staticmethod
+    def _holder(fd: int) -> str:
+        try:
+            return os.pread(fd, 32, 0).decode().strip() or "unknown"
+        finally:
+            os.close(fd)
+
+    def _same_file(self, fd: int) -> bool:
+        try:
+            return os.stat(self.path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
+
+    def release(self) -> None:
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "ResultsLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def check_resumable(path: Path, sweep: str) -> None:
+    """Before a resume appends to ``path``: every segment must be of ``sweep`` and of a schema this code reads."""
+    for record in read_records(path):
+        if record.get("kind") != "manifest":
+            continue
+        version = record.get("schema_version", 1)
+        if isinstance(version, int) and version > SCHEMA_VERSION:
+            raise ResultsError(f"{path} was written with results schema {version}, newer than this code's "
+                               f"{SCHEMA_VERSION}; update attention-limits or start a fresh file")
+        if record.get("sweep") != sweep:
+            raise ResultsError(f"{path} holds results of sweep {record.get('sweep')!r}, not {sweep!r}; "
+                               f"--resume continues the same sweep's file (drop --resume or pass another --out-dir)")
+
+
 class RunWriter:
     """Writes one segment: the manifest on open, then ``write(case, outcome)`` per finished case.
 
     ``resume=False`` truncates ``path``; ``resume=True`` appends a new segment to it. ``metrics``: the metric
-    columns the sweep declares (every other metric raises on write).
+    columns the sweep declares (every other metric raises on write). Each line goes out in one unbuffered write
+    and is fsync'ed; an OS refusal (disk full, read-only) is a ``ResultsError`` naming the file.
     """
 
     def __init__(self, path: str | Path, manifest_record: dict[str, Any], *, metrics: Collection[str],
@@ -183,16 +281,28 @@ class RunWriter:
         self.path = Path(path)
         self.metrics = frozenset(metrics)
         self.run_id = manifest_record["run_id"]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if resume and self.path.exists():
-            _cut_partial_line(self.path)
-        self._fh = open(self.path, "a" if resume else "w", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if resume and self.path.exists():
+                _cut_partial_line(self.path)
+            self._fh = open(self.path, "ab" if resume else "wb", buffering=0)
+        except OSError as exc:
+            raise unwritable(self.path, exc) from None
         self._write(manifest_record)
 
     def _write(self, record: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(record, default=_json_default) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        data = (json.dumps(record, default=_json_default) + "\n").encode("utf-8")
+        try:
+            self._emit(data)
+            os.fsync(self._fh.fileno())
+        except OSError as exc:
+            raise unwritable(self.path, exc) from None
+
+    def _emit(self, data: bytes) -> None:
+        """Write all of ``data`` (a raw file may take it in parts)."""
+        view = memoryview(data)
+        while view:
+            view = view[self._fh.write(view):]
 
     def write(self, case: Any, outcome: Outcome, kind: str = "row") -> dict[str, Any]:
         """Append and sync one record (a row, or a summary of another ``kind``); returns the record written."""
@@ -221,23 +331,55 @@ def migrate(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Every record of a results file (migrated); an unparsable LAST line is skipped, one elsewhere raises
-    ``ValueError``."""
-    with open(path, encoding="utf-8") as fh:
-        lines = fh.read().split("\n")
-    while lines and not lines[-1].strip():
-        lines.pop()
+def _parse(line: str) -> dict[str, Any] | None:
+    """One line as a record, or None when it is not a JSON object with a string ``kind`` (and a row's case id)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
+        return None
+    if record["kind"] in KINDS and not isinstance(record.get("case_id"), str):
+        return None
+    return record
+
+
+def read_records(path: str | Path, skipped: list[int] | None = None) -> Iterator[dict[str, Any]]:
+    """Every record of a results file (migrated). A line that does not parse (a torn last line of a killed run, a
+    corrupt line) is skipped and its number appended to ``skipped``; with ``skipped=None`` one line per file on
+    stderr says how many were skipped. Unreadable or non-UTF-8 files raise ``ResultsError``."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().split("\n")
+    except OSError as exc:
+        raise ResultsError(f"cannot read {path}: {exc.strerror or exc}; check the path and its permissions") from None
+    bad = [] if skipped is None else skipped
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):
-                return
-            raise ValueError(f"{path}:{number}: corrupt results line") from None
+        record = _parse(line)
+        if record is None:
+            bad.append(number)
+            continue
         yield migrate(record)
+    if skipped is None and bad:
+        warn_skipped(path, bad, len(lines) - (lines[-1] == ""))
+
+
+_WARNED: set[tuple[str, int, int]] = set()  # (path, mtime, size) already warned about: one line per file state
+
+
+def warn_skipped(path: str | Path, numbers: list[int], last: int) -> None:
+    """One stderr line: which lines of ``path`` were skipped (a torn last line is what a killed run leaves)."""
+    stat = os.stat(path)
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    torn = " (the last one torn: a run killed while writing)" if numbers[-1] == last else ""
+    shown = ", ".join(map(str, numbers[:5])) + (", ..." if len(numbers) > 5 else "")
+    print(f"attention-limits: warning: {path}: skipped {len(numbers)} unreadable line(s) (line {shown}){torn}",
+          file=sys.stderr)
 
 
 def finished_case_ids(path: str | Path) -> set[str]:
