@@ -85,12 +85,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from bench.report import build_report
-    from bench.store import ResultsError, unwritable
+    from bench.store import ResultsError, load_manifests, unwritable
 
     root = Path(args.results_root)
     if not root.is_dir() or not any(root.glob("*.jsonl")):
         what = "is not a folder" if not root.is_dir() else "holds no *.jsonl results files"
         raise ResultsError(f"--results-root {root} {what}; run a sweep first or pass the folder its rows went to")
+    if load_manifests(root=root).empty:
+        raise ResultsError(f"--results-root {root} holds no results records (empty files); run a sweep first")
     try:
         index = build_report(root, args.out_dir)
     except OSError as exc:

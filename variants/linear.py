@@ -346,7 +346,9 @@ class PerformerAttention(Attention):
     Deviations: we subtract the max of the whole logit (including −‖x‖²/2; the code uses ωᵀx only), add no 1e-6
     to the features (padded keys must stay exactly 0), and use eps = 1e-12 in the denominator. In causal mode the
     key shift depends on later keys; it cancels between numerator and denominator, so only eps and underflow see
-    it. Causal runs through the same chunked core as linear_elu.
+    it, but they do: with large logits (inputs scaled by 100, D = 1) a later key's shift underflows an earlier
+    query's features and its output reads 0 instead of v₀ (the fuzz test's failing example; a causal prefix-max
+    shift would fix it, open). Causal runs through the same chunked core as linear_elu.
     """
 
     spec = AttentionSpec(

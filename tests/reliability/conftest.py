@@ -15,4 +15,5 @@ _COMMON = dict(database=None, deadline=None, print_blob=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("ci", max_examples=200, **_COMMON)
 settings.register_profile("nightly", max_examples=2000, **_COMMON)
+settings.register_profile("dev", max_examples=25, **_COMMON)  # a quick look while changing a variant
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
