@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from typing import Sequence
 
 import variants
@@ -56,7 +57,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0 if args.help else 2
     sweep = sweeps.get(args.sweep)
     cfg = sweep_config(sweep, args.profile, args.extra)
-    path = run_sweep(sweep, cfg, profile=args.profile, out_dir=args.out_dir, resume=args.resume)
+    path = run_sweep(sweep, cfg, profile=args.profile, out_dir=args.out_dir, resume=args.resume,
+                     executor=args.executor, address=args.address)
     df = store.load(path)
     import pandas as pd
 
@@ -75,7 +77,7 @@ def cmd_all(args: argparse.Namespace) -> int:
         start = time.monotonic()
         print(f"== {name} ({args.profile})", flush=True)
         sub = argparse.Namespace(sweep=name, profile=args.profile, out_dir=args.out_dir, resume=args.resume,
-                                 extra=[], help=False)
+                                 extra=[], help=False, executor=args.executor, address=args.address)
         cmd_run(sub)
         print(f"== {name}: {time.monotonic() - start:.0f} s", flush=True)
     return cmd_report(argparse.Namespace(results_root=args.out_dir, out_dir=args.report_dir))
@@ -94,7 +96,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if load_manifests(root=root).empty:
         raise ResultsError(f"--results-root {root} holds no results records (empty files); run a sweep first")
     try:
-        index = build_report(root, args.out_dir)
+        index = build_report(root, args.out_dir, progress=partial(print, file=sys.stderr, flush=True))
     except OSError as exc:
         raise unwritable(Path(exc.filename or args.out_dir), exc, "write the report to") from None
     print(f"report: {index}")
@@ -103,10 +105,19 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-h", "--help", action="store_true", help="this help, and with a sweep its options")
-    p.add_argument("--profile", default="quick", help="quick | full (each sweep defines both)")
+    p.add_argument("--profile", default="quick",
+                   help="quick | full (each sweep defines both; efficiency also gpu, gpu_fp32)")
     p.add_argument("--resume", action="store_true", help="skip cases already in the results file")
     p.add_argument("--out-dir", default="results/runs", help="where the JSONL results go")
+    add_executor_options(p)
     p.set_defaults(func=cmd_run, accepts_extra=True, parser=p)
+
+
+def add_executor_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="local: isolated children here; ray: each case a Ray task (README, Scaling out)")
+    p.add_argument("--address", default=None,
+                   help="with --executor ray: auto | HOST:PORT of a running cluster; none: a Ray instance here")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_all.add_argument("--resume", action="store_true")
     p_all.add_argument("--out-dir", default="results/runs")
     p_all.add_argument("--report-dir", default="reports")
+    add_executor_options(p_all)
     p_all.set_defaults(func=cmd_all)
     from bench import gate
 

@@ -92,7 +92,8 @@ def apply_overrides(cfg: Any, overrides: dict[str, str]) -> Any:
     for raw_key, text in overrides.items():
         key = raw_key.replace("-", "_")
         if key not in fields:
-            raise ConfigError(f"unknown option --{raw_key}; known: {', '.join('--' + f.replace('_', '-') for f in sorted(fields))}")
+            known = ", ".join("--" + f.replace("_", "-") for f in sorted(fields))
+            raise ConfigError(f"unknown option --{raw_key}; known: {known}")
         try:
             changes[key] = parse_value(text, hints[key])
         except ValueError as exc:

@@ -34,6 +34,7 @@ from bench.measure.probes import ALLOCATOR_POLICY, address_space_bytes, release_
 from bench.outcome import Outcome, classify, one_line
 
 RESTART_AFTER = frozenset({"oom", "timeout", "killed"})
+WHOLE_GPU = 1 << 60  # a CUDA worker's cap when none is given: the allocator's fraction 1.0
 
 
 def default_mem_cap_bytes() -> int:
@@ -169,8 +170,16 @@ class Worker:
 
     @classmethod
     def for_device(cls, device: str, threads: int | None = None, mem_cap_bytes: int | None = None) -> "Worker":
-        """A Worker whose memory cap suits ``device``: the address space on CPU, the caching allocator on CUDA."""
-        return cls(threads, mem_cap_bytes, cap_address_space=not device.startswith("cuda"))
+        """A Worker whose memory cap suits ``device``: the address space on CPU, the caching allocator on CUDA
+        (no cap given: the whole GPU, not the share of host RAM a CPU worker defaults to)."""
+        cuda = device.startswith("cuda")
+        cap = WHOLE_GPU if cuda and mem_cap_bytes is None else mem_cap_bytes
+        return cls(threads, cap, cap_address_space=not cuda)
+
+    @property
+    def cap_bytes(self) -> int:
+        """The cap in force: on CUDA what the running child set (at most the GPU's memory), else ``mem_cap_bytes``."""
+        return self.info.get("cuda_limit_bytes") or self.mem_cap_bytes
 
     def __enter__(self) -> "Worker":
         return self

@@ -12,8 +12,9 @@ from __future__ import annotations
 import base64
 import html
 import math
+import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 
@@ -21,13 +22,13 @@ from bench import plots, store
 from bench.plots.common import FigureResult, NotMeasured
 
 TITLE = "attention-limits: where attention stops scaling"
-MANIFEST_FIELDS = ("file", "device_name", "torch", "threads", "git_sha", "git_dirty", "profile", "utc_start",
+MANIFEST_FIELDS = ("file", "machine", "torch", "threads", "git_sha", "git_dirty", "profile", "utc_start",
                    "gemm_peak_flops")
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 img{max-width:100%;height:auto;border:1px solid #ddd}table{border-collapse:collapse;font-size:13px;margin:.6em 0}
 td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}
 .caption{font-size:15px}.missing{color:#555;background:#fafafa;border-left:4px solid #bbb;padding:.4em 1em}
-section{margin-bottom:2.5em}code{background:#f3f3f3;padding:0 3px}"""
+section{margin-bottom:2.5em}code{background:#f3f3f3;padding:0 3px}.wide{overflow-x:auto;max-width:100%}"""
 
 
 # ------------------------------------------------------------------------------------------------- formatting
@@ -60,10 +61,12 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def html_table(table: pd.DataFrame) -> str:
+    """A table in a box of its own that scrolls sideways when wider than the page (the page itself never does)."""
     header, rows = cells(table)
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>\n" for row in rows)
-    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>"
+    return (f'<div class="wide"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>'
+            "</div>")
 
 
 def provenance(sources: pd.DataFrame) -> pd.DataFrame:
@@ -78,13 +81,25 @@ def provenance(sources: pd.DataFrame) -> pd.DataFrame:
     return frame[list(MANIFEST_FIELDS)].sort_values(["file", "utc_start"], kind="stable").reset_index(drop=True)
 
 
+def commits_note(sources: pd.DataFrame) -> str:
+    """A figure whose rows come from several commits says so beside its table (the code may differ between
+    them); empty when they share one."""
+    shas = sorted({str(s)[:12] for s in sources.get("git_sha", [])})
+    if len(shas) < 2:
+        return ""
+    return (f"Rows from runs of {len(shas)} commits ({', '.join(shas)}), whose code may differ; the table below "
+            "says which run measured what.")
+
+
 # ------------------------------------------------------------------------------------------------------ pages
 
 def markdown_section(i: int, result: FigureResult | NotMeasured) -> str:
     if isinstance(result, NotMeasured):
         return (f"## {i}. {result.title}\n\n**Not measured yet**: run `{result.command}` ({result.reason}).\n")
+    note = commits_note(result.sources)
     return (f"## {i}. {result.title}\n\n![{result.title}](figures/{result.name}.png)\n\n{result.caption}\n\n"
-            f"{markdown_table(result.table)}\n\nMeasured by:\n\n{markdown_table(provenance(result.sources))}\n")
+            f"{markdown_table(result.table)}\n\nMeasured by:{' ' + note if note else ''}\n\n"
+            f"{markdown_table(provenance(result.sources))}\n")
 
 
 def markdown_page(results: Sequence[FigureResult | NotMeasured], files: Iterable[str]) -> str:
@@ -104,11 +119,13 @@ def html_section(i: int, result: FigureResult | NotMeasured) -> str:
     if isinstance(result, NotMeasured):
         return (f'<section id="{result.name}"><h2>{title}</h2>\n<p class="missing">Not measured yet: run '
                 f"<code>{html.escape(result.command)}</code> ({html.escape(result.reason)}).</p></section>")
+    note = commits_note(result.sources)
+    html_note = f"<p>{html.escape(note)}</p>\n" if note else ""
     return (f'<section id="{result.name}"><h2>{title}</h2>\n'
             f'<img src="{data_uri(result.paths[0])}" alt="{html.escape(result.title)}">\n'
             f'<p class="caption">{html.escape(result.caption)}</p>\n{html_table(result.table)}\n'
-            f"<details><summary>Measured by</summary>\n{html_table(provenance(result.sources))}\n</details>"
-            "</section>")
+            f"<details><summary>Measured by</summary>\n{html_note}{html_table(provenance(result.sources))}\n"
+            "</details></section>")
 
 
 def html_page(results: Sequence[FigureResult | NotMeasured], files: Iterable[str]) -> str:
@@ -130,14 +147,30 @@ def clear_figures(figures: Path) -> None:
         path.unlink()
 
 
-def build_report(results_root: str | Path = "results/runs", out_dir: str | Path = "reports") -> Path:
-    """Draw every figure from the results under ``results_root``; write ``out_dir``; return index.html's path."""
+def draw_all(df: pd.DataFrame, manifests: pd.DataFrame, figures: Path,
+             progress: Callable[[str], None] | None) -> list[FigureResult | NotMeasured]:
+    """Every figure of ``plots.FIGURES`` in order; ``progress`` gets one line per figure (name, what, seconds)."""
+    results = []
+    for i, figure in enumerate(plots.FIGURES, 1):
+        start = time.monotonic()
+        results.append(figure(df, manifests, figures))
+        if progress is not None:
+            what = "not measured yet" if isinstance(results[-1], NotMeasured) else "drawn"
+            progress(f"report: figure {i}/{len(plots.FIGURES)} {results[-1].name} {what} "
+                     f"({time.monotonic() - start:.1f} s)")
+    return results
+
+
+def build_report(results_root: str | Path = "results/runs", out_dir: str | Path = "reports",
+                 progress: Callable[[str], None] | None = None) -> Path:
+    """Draw every figure from the results under ``results_root``; write ``out_dir``; return index.html's path.
+    ``progress`` (e.g. ``print`` to stderr) is told as each figure is done: the report takes half a minute."""
     df = store.load(root=results_root)
     manifests = store.load_manifests(root=results_root)
     out, figures = Path(out_dir), Path(out_dir) / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     clear_figures(figures)
-    results = [figure(df, manifests, figures) for figure in plots.FIGURES]
+    results = draw_all(df, manifests, figures, progress)
     files = sorted({Path(str(p)).name for p in manifests.get("path", [])})
     (out / "report.md").write_text(markdown_page(results, files), encoding="utf-8")
     index = out / "index.html"

@@ -7,11 +7,12 @@ sweep, case id, status, one-line error, wall seconds), the case's params (``vari
 length, ``seed``, ...) and the metric columns the sweep declares (``Sweep.metrics``); a record missing a common
 column, or with an undeclared metric, is a sweep bug and raises on write.
 
-A fresh run truncates the file; a resumed run appends a new segment. Every line is written whole and fsync'ed,
-so a killed run loses at most the line it was writing; that torn last line is skipped (and reported) when reading
-and cut before a resume appends. One writer at a time: ``ResultsLock`` holds ``<file>.lock`` (with its pid) for
-the whole run. Problems a user can cause (a file that cannot be written, from a newer schema, of another sweep)
-raise ``ResultsError``, a one-line message naming the fix. Units are SI base units: s, bytes, FLOPs.
+A fresh run writes a new file (``run_sweep`` first moves an existing one to ``previous/``, ``keep_aside``); a
+resumed run appends a new segment. Every line is written whole and fsync'ed, so a killed run loses at most the
+line it was writing; that torn last line is skipped (and reported) when reading and cut before a resume appends.
+One writer at a time: ``ResultsLock`` holds ``<file>.lock`` (with its pid) for the whole run. Problems a user can
+cause (a file that cannot be written, from a newer schema, of another sweep) raise ``ResultsError``, a one-line
+message naming the fix. Units are SI base units: s, bytes, FLOPs.
 
 Old files are migrated on read (``migrate``), not rewritten: before schema 2 a limit found was a ``kind="row"``
 record of the limits sweep with the sentinel ``T == 0``; it reads as ``kind="limit"`` without ``T``.
@@ -37,9 +38,13 @@ KINDS = ("row", "limit")  # the kinds of record that hold results (besides the s
 COMMON_COLUMNS = ("kind", "run_id", "sweep", "case_id", "status", "error", "wall_s")
 ROW_FIELDS = COMMON_COLUMNS[1:]  # the common columns of the loaded frame (``kind`` is added there per record)
 SEGMENT_FIELDS = ("run_id", "git_sha", "device", "device_name", "threads", "profile")
-STRING_COLUMNS = ("kind", "run_id", "sweep", "case_id", "status", "error", "git_sha", "device", "device_name", "profile")
+STRING_COLUMNS = ("kind", "run_id", "sweep", "case_id", "status", "error", "git_sha", "device", "device_name",
+                  "machine", "profile")
+# Where a row's case ran, added by the executor (``bench.executors``): host, device, attempts (2: its Ray worker
+# was lost once and the case ran again).
+PLACEMENT_COLUMNS = ("node", "node_device", "attempts")
 MANIFEST_COLUMNS = ("run_id", "sweep", "profile", "utc_start", "git_sha", "git_dirty", "torch", "device",
-                    "device_name", "threads")
+                    "device_name", "machine", "threads")
 _ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -89,13 +94,36 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def _gib(n_bytes: float) -> str:
+    return f"{round(n_bytes / 2**30)} GiB"
+
+
+def machine(device: str = "cpu") -> str:
+    """The hardware class that measured: CPU model, cores usable and memory (``AMD EPYC, 2 cores, 23 GiB``), or
+    the GPU's name and memory (``NVIDIA H200, 140 GiB``). Never the hostname, which changes with every VM of the
+    same class; two runs with the same identity may share a figure, two with different ones may not."""
+    import torch
+
+    if device.startswith("cuda"):
+        props = torch.cuda.get_device_properties(torch.device(device))
+        return f"{props.name}, {_gib(props.total_memory)}"
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores, {_gib(memory)}"
+
+
+def machine_of(record: dict[str, Any]) -> str:
+    """A manifest's machine; a manifest written before ``machine`` existed is known by its device name alone."""
+    return str(record.get("machine") or record.get("device_name") or "unknown")
+
+
 def environment(device: str = "cpu") -> dict[str, Any]:
-    """torch version, ``parallel_info()``, threads and the device's name, as seen by the calling process."""
+    """torch version, ``parallel_info()``, threads, the device's name and the ``machine`` identity, as seen by the
+    calling process."""
     import torch
 
     name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else cpu_name()
     return {"torch": torch.__version__, "parallel_info": torch.__config__.parallel_info(),
-            "threads": torch.get_num_threads(), "device_name": name}
+            "threads": torch.get_num_threads(), "device_name": name, "machine": machine(device)}
 
 
 def describe(case: Any) -> dict[str, Any]:
@@ -123,9 +151,9 @@ def manifest(*, sweep: str, profile: str, device: str, config: Any = None, seeds
     record = {"kind": "manifest", "run_id": uuid.uuid4().hex[:12], "sweep": sweep, "profile": profile,
               "utc_start": datetime.now(timezone.utc).isoformat(timespec="seconds"), "git_sha": sha,
               "git_dirty": dirty, "torch": env["torch"], "parallel_info": env["parallel_info"], "device": device,
-              "device_name": env["device_name"], "threads": env["threads"], "seeds": list(seeds),
-              "allocator": dict(allocator or {}), "config": config_dict(config), "python": sys.version.split()[0],
-              "schema_version": SCHEMA_VERSION}
+              "device_name": env["device_name"], "machine": machine_of(env), "threads": env["threads"],
+              "seeds": list(seeds), "allocator": dict(allocator or {}), "config": config_dict(config),
+              "python": sys.version.split()[0], "schema_version": SCHEMA_VERSION}
     record.update(extra or {})
     return record
 
@@ -157,7 +185,7 @@ def row_record(run_id: str, case: Any, outcome: Outcome, *, kind: str = "row",
     clash = sorted(set(outcome.metrics) & (set(record) | set(params)))
     if clash:
         raise ValueError(f"metrics {clash} collide with row fields or case params of sweep {case.sweep!r}")
-    undeclared = sorted(set(outcome.metrics) - set(metrics)) if metrics is not None else []
+    undeclared = sorted(set(outcome.metrics) - set(metrics) - set(PLACEMENT_COLUMNS)) if metrics is not None else []
     if undeclared:
         raise ValueError(f"metrics {undeclared} are not declared in sweep {case.sweep!r}'s Sweep(metrics=...)")
     missing = [c for c in COMMON_COLUMNS if record[c] is None and c != "error"]
@@ -165,6 +193,24 @@ def row_record(run_id: str, case: Any, outcome: Outcome, *, kind: str = "row",
         raise ValueError(f"record of sweep {case.sweep!r} has no {missing}")
     record.update(outcome.metrics)
     return record
+
+
+PREVIOUS_DIR = "previous"  # where a fresh run keeps the file it replaces; the loader reads only the folder's top
+
+
+def keep_aside(path: str | Path, now: datetime | None = None) -> Path | None:
+    """Move an existing results file to ``<its folder>/previous/<stem>.<UTC time>.jsonl`` before a fresh run
+    rewrites it, so no run silently destroys another; returns where it went (None when there was no file)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H%M%S")
+    target = path.parent / PREVIOUS_DIR / f"{path.stem}.{stamp}{path.suffix}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while target.exists():  # two fresh runs within one second
+        target, n = target.with_name(f"{path.stem}.{stamp}-{n}{path.suffix}"), n + 1
+    return path.rename(target)
 
 
 def _cut_partial_line(path: Path) -> None:
@@ -362,10 +408,11 @@ def load(paths: str | Path | Iterable[str | Path] | None = None, root: str | Pat
 
 
 def load_manifests(paths: str | Path | Iterable[str | Path] | None = None, root: str | Path = "results/runs"):
-    """Every manifest line of the given files as a DataFrame (one row per segment; nested fields kept as dicts)."""
+    """Every manifest line of the given files as a DataFrame (one row per segment; nested fields kept as dicts;
+    ``machine`` derived where an old manifest lacks it)."""
     import pandas as pd
 
-    records = [{**{k: v for k, v in r.items() if k != "kind"}, "path": str(path)}
+    records = [{**{k: v for k, v in r.items() if k != "kind"}, "machine": machine_of(r), "path": str(path)}
                for path in _paths(paths, root) for r in read_records(path) if r.get("kind") == "manifest"]
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame(columns=[*MANIFEST_COLUMNS, "path"])
     return _typed(frame, MANIFEST_COLUMNS)

@@ -43,6 +43,11 @@ def config_cap(cfg: RunConfig, case: Case) -> Optional[int]:
     return cfg.mem_cap_bytes
 
 
+def config_time_cap(cfg: RunConfig, case: Case) -> float:
+    """The default ``time_cap``: the config's ``time_cap_s``."""
+    return cfg.time_cap_s
+
+
 def no_extra(cfg: Any) -> dict[str, Any]:
     return {}
 
@@ -55,7 +60,8 @@ class Sweep:
     ``parallel``: cases may run ``cfg.jobs`` at a time (metrics that do not need an idle machine).
     ``fresh_child(cfg, case)``: run this case in a child that ran no other. ``calibration``: a worker target
     ("module:function") whose metrics go into the manifest. ``mem_cap(cfg, case)``: the worker's memory cap for a
-    case. ``manifest(cfg)``: extra manifest fields. ``plan(cfg, done)``: the adaptive planner (see the module).
+    case; ``time_cap(cfg, case)``: its time cap in seconds. ``manifest(cfg)``: extra manifest fields.
+    ``plan(cfg, done)``: the adaptive planner (see the module).
     ``summarize(df)``: the one-screen table printed after a run (None: counts by status).
     """
 
@@ -69,6 +75,7 @@ class Sweep:
     fresh_child: Callable[[Any, Case], bool] = never
     calibration: Optional[str] = None
     mem_cap: Callable[[Any, Case], Optional[int]] = config_cap
+    time_cap: Callable[[Any, Case], float] = config_time_cap
     manifest: Callable[[Any], dict] = no_extra
     plan: Optional[Callable[[Any, set], Plan]] = None
     summarize: Optional[Callable[[Any], Any]] = field(default=None, compare=False)

@@ -68,3 +68,18 @@ def test_run_sweep_help_lists_its_fields_from_the_config(capsys):
         for field in dataclasses.fields(sweep.config):
             row = next(l for l in text.splitlines() if l.strip().startswith(f"--{field.name.replace('_', '-')} "))
             assert len(row.split(None, 3)) == 4, f"{name}: --{field.name} has no doc (a trailing # comment)"
+
+
+def test_report_says_each_figure_as_it_is_drawn(tmp_path, capsys):
+    from pathlib import Path
+
+    from bench import plots
+
+    fixtures = Path(__file__).parent / "fixtures" / "results"
+    assert cli.main(["report", f"--results-root={fixtures}", f"--out-dir={tmp_path}"]) == 0
+    captured = capsys.readouterr()
+    lines = [l for l in captured.err.splitlines() if l.startswith("report: figure ")]
+    n = len(plots.FIGURES)
+    assert len(lines) == n and lines[0].startswith(f"report: figure 1/{n} time_vs_length drawn (")
+    assert any("not measured yet" in l for l in lines)  # the fixtures have no data_scaling rows
+    assert f"report: {tmp_path / 'index.html'}" in captured.out

@@ -144,6 +144,7 @@ def test_sweeps_run_end_to_end_on_cuda(tmp_path):
     df, manifests = store.load(path), store.load_manifests(path)
     assert (df["status"] == "ok").all() and len(df) == 4
     assert manifests["device_name"].iloc[0] == torch.cuda.get_device_name(0)
+    assert manifests["machine"].iloc[0].startswith(torch.cuda.get_device_name(0) + ", ")  # e.g. "NVIDIA H200, 140 GiB"
     assert path.name == "efficiency-quick-cuda.jsonl"
 
     lcfg = limits.Config(variants=("full_naive",), budgets=("memory",), device="cuda", mem_budget_bytes=256 * MiB,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bench.analysis.fit import crossover, fit_power_law, loglog_exponent, offset_exponent
+from bench.analysis.fit import Estimate, crossover, fit_power_law, fit_problem, loglog_exponent, offset_exponent
 
 
 @pytest.mark.parametrize("k", [1.0, 2.0])
@@ -58,3 +58,22 @@ def test_offset_exponent_of_a_pure_power_and_its_limits():
     assert offset_exponent(T, 3.0 * T ** 1.5).value == pytest.approx(1.5, abs=0.01)
     with pytest.raises(ValueError, match="three distinct"):
         offset_exponent([64, 128, 128], [1.0, 2.0, 2.1])
+
+
+@pytest.mark.parametrize("estimate, text", [
+    (Estimate(1.02, 0.98, 1.05, 4), "1.02 [0.98, 1.05]"),
+    (Estimate(1.89, 1.89, 1.89, 2), "n/a (2 points)"),  # a 2-point line: exact, no interval
+    (Estimate(-1.10, -2.62, 0.41, 4), "n/a (CI wider than the estimate)"),  # sign unknown
+    (Estimate(0.0, -0.1, 0.1, 5), "n/a (CI wider than the estimate)"),
+    (Estimate(float("nan"), float("nan"), float("nan"), 4), "n/a (no fit)"),
+])
+def test_estimate_says_when_it_is_not_a_fit(estimate, text):
+    assert str(estimate) == text
+    assert estimate.usable == (not text.startswith("n/a"))
+    assert fit_problem(estimate.value, estimate.lo, estimate.hi, estimate.n) == estimate.problem
+
+
+def test_a_two_point_exponent_is_not_usable_but_four_clean_points_are():
+    T = np.array([256, 512, 1024, 2048], dtype=float)
+    assert not loglog_exponent(T[:2], T[:2] ** 2).usable
+    assert loglog_exponent(T, 1e-9 * T ** 2 * (1 + 0.01 * np.array([1, -1, 1, -1]))).usable

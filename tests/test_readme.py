@@ -44,3 +44,16 @@ def test_two_commands_install_the_cpu_torch_pin():
         assert "pip install torch==2.13.0" in block(marker)
     assert "pytest" in block("test-command")
     assert "attention-limits" in block("main-command")
+
+
+def test_ci_installs_the_peers_and_ray_extras_so_their_tests_run():
+    extras = re.search(r'pip install -e "\.\[([a-z,]+)\]"', block("test-command")).group(1).split(",")
+    assert {"test", "peers", "ray"} <= set(extras)
+
+
+def test_every_relative_link_resolves():
+    root = Path(__file__).resolve().parents[1]
+    links = re.findall(r"\]\(([^)#:]+)\)", README)
+    assert any(link.startswith("reports/reference/") for link in links)
+    missing = [link for link in links if not (root / link).exists()]
+    assert not missing, missing

@@ -115,17 +115,33 @@ def test_accuracy_figure_averages_over_seeds(results, tmp_path):
 
 def test_pareto_front(results, tmp_path):
     table = draw(plots.fig_pareto, results, tmp_path).table
-    assert set(table["T_accuracy"]) == {1024} and set(table["T_time"]) == {1024}
+    assert set(table["T"]) == {1024}
     assert one(table, variant="full_sdpa")["pareto"] and not one(table, variant="linear_elu")["pareto"]
 
 
-def test_approximation_figure_uses_converged_nystrom(results, tmp_path):
-    table = draw(plots.fig_approximation, results, tmp_path).table
-    nys = one(table, variant="low_rank_nystrom", regime="random", T=512, budget=64)
-    assert nys["n_seeds"] == 2  # pinv_iters=6 rows left out
-    assert one(table, variant="sparse_window", regime="random", T=512, budget=512)["rel_error_mean"] < 1e-12
+def test_pareto_pairs_accuracy_and_time_at_the_same_T_only():
+    from bench.analysis.pareto import pareto_table
+
+    acc = pd.DataFrame({"variant": ["a", "b"], "T": [64, 64], "accuracy": [0.9, 0.5]})
+    eff = pd.DataFrame({"variant": ["a", "a", "b"], "T": [64, 128, 128], "phase": "forward", "causal": False,
+                        "status": "ok", "median_s": [1e-4, 2e-4, 1e-5]})
+    table = pareto_table(acc, eff)
+    assert table["variant"].tolist() == ["a"] and table["forward_s"].tolist() == [1e-4]  # b has no time at 64
+
+
+def test_approximation_figure_draws_the_published_configs_at_the_largest_T(results, tmp_path):
+    result = draw(plots.fig_approximation, results, tmp_path)
+    table = result.table
+    assert set(table["T"]) == {512} and "scale" not in set(table["regime"])
+    nys = one(table, variant="low_rank_nystrom", config="published", regime="random", budget=64)
+    assert nys["n_seeds"] == 3 and not nys["ablation"]
+    assert nys["rel_error_q25"] <= nys["rel_error"] <= nys["rel_error_q75"]
+    exact_pinv = one(table, variant="low_rank_nystrom", config="exact pinv", regime="random", budget=64)
+    assert exact_pinv["ablation"] and exact_pinv["rel_error"] == pytest.approx(20 * nys["rel_error"])
+    assert one(table, variant="sparse_window", regime="random", budget=512)["v_error"] < 1e-12
     elu = table[table["variant"] == "linear_elu"]
-    assert len(elu) == 4 and elu["budget"].isna().all()
+    assert len(elu) == 2 and elu["budget"].isna().all()
+    assert "ablation" in result.caption and "trivial" in result.caption
 
 
 def test_learning_curves_fit_a_power_law(later, tmp_path):
@@ -137,8 +153,11 @@ def test_learning_curves_fit_a_power_law(later, tmp_path):
 
 def test_distillation_figure(later, tmp_path):
     table = draw(plots.fig_distillation, later, tmp_path).table
-    assert len(table) == 4 and set(table["method"]) == {"kd", "labels"}
-    assert one(table, student="student_window", method="kd")["accuracy_share_mean"] == pytest.approx(0.945)
+    assert len(table) == 4 and set(table["n_train"]) == {256, 2048}  # per student and size, never pooled
+    small, large = one(table, student="student_window", n_train=256), one(table, student="student_window", n_train=2048)
+    assert small["kd_share"] == pytest.approx(0.945) and small["labels_share"] == pytest.approx(0.875)
+    assert small["kd_gain"] == small["kd_gain_min"] == pytest.approx(0.07) and small["n_seeds"] == 2
+    assert large["kd_gain"] == pytest.approx(0.0)
 
 
 @pytest.mark.parametrize("figure", plots.FIGURES, ids=lambda f: f.__name__)
@@ -200,6 +219,8 @@ CHECK_IMAGES = """<script>window.addEventListener("load", () => {
   const imgs = [...document.images];
   const ok = imgs.filter(i => i.complete && i.naturalWidth > 0 && i.naturalHeight > 0).length;
   document.body.setAttribute("data-images", ok + "/" + imgs.length);
+  const wide = document.documentElement.scrollWidth;
+  document.body.setAttribute("data-scroll", wide <= window.innerWidth ? "none" : wide + ">" + window.innerWidth);
 });</script>"""
 
 
@@ -211,10 +232,12 @@ def test_index_renders_in_headless_chromium(built, tmp_path):
     page.write_text(built.read_text().replace("</body>", CHECK_IMAGES + "</body>"))
     cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'p'}",
-           "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000", "--dump-dom", page.as_uri()]
+           "--disable-quic", "--window-size=1280,900", "--enable-logging=stderr", "--v=0",
+           "--virtual-time-budget=10000", "--dump-dom", page.as_uri()]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert 'data-images="7/7"' in done.stdout, done.stdout[:500]
+    assert 'data-scroll="none"' in done.stdout, re.findall(r'data-scroll="[^"]*"', done.stdout)  # no page scroll
     console = [line for line in done.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert not console, console
     shutil.rmtree(tmp_path / "p", ignore_errors=True)
@@ -226,3 +249,10 @@ def test_peers_figure_gives_ours_over_peer(later, tmp_path):
     assert fwd["time_ratio"] == pytest.approx(0.8) and fwd["bytes_ratio"] == pytest.approx(0.5)
     assert fwd["live_bytes_ratio"] == pytest.approx(0.5) and fwd["rel_err"] == pytest.approx(1e-6)
     assert one(table, phase="forward_backward")["time_ratio"] == pytest.approx(1.5)
+
+
+def test_a_figure_drawn_from_several_commits_says_so():
+    one_sha = pd.DataFrame({"git_sha": ["a" * 40, "a" * 40]})
+    two = pd.DataFrame({"git_sha": ["a" * 40, "b" * 40]})
+    assert report.commits_note(one_sha) == "" and report.commits_note(pd.DataFrame()) == ""
+    assert report.commits_note(two).startswith(f"Rows from runs of 2 commits ({'a' * 12}, {'b' * 12})")

@@ -65,13 +65,26 @@ def test_resume_after_an_interrupt_equals_an_uninterrupted_run(tmp_path):
     assert parts.run_id.nunique() == 2 and len(store.load_manifests(path)) == 2
 
 
-def test_resume_of_a_finished_run_runs_nothing_and_fresh_run_rewrites(tmp_path):
+def test_resume_of_a_finished_run_runs_nothing_and_fresh_run_keeps_the_earlier_file_aside(tmp_path, capsys):
     path = sweep(tmp_path, ["ok", "ok"])
     seen = []
     sweep(tmp_path, ["ok", "ok"], resume=True, progress=lambda c, o: seen.append(c))
     assert seen == [] and len(store.load(path)) == 2
+    assert "kept it as" not in capsys.readouterr().err
     sweep(tmp_path, ["ok"])
     assert len(store.load(path)) == 1 and len(store.load_manifests(path)) == 1
+    (kept,) = (tmp_path / "previous").glob("fake-quick-cpu.*.jsonl")
+    assert len(store.load(kept)) == 2 and len(store.load(root=tmp_path)) == 1  # the loader reads the new one only
+    (line,) = [l for l in capsys.readouterr().err.splitlines() if "kept it as" in l]
+    assert str(path) in line and str(kept) in line
+
+
+def test_progress_is_plain_lines_with_case_counts_when_stderr_is_not_a_terminal(tmp_path, capsys):
+    sweep(tmp_path, ["ok"] * 3)
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith("fake: case ")]
+    assert lines[0].startswith("fake: case 1/3, ") and "elapsed, ETA " in lines[0]
+    assert lines[-1].startswith("fake: case 3/3, ") and len(lines) <= 3
+    assert not any("\r" in l for l in lines)
 
 
 def test_duplicate_cases_are_a_config_error(tmp_path):

@@ -56,6 +56,22 @@ def test_fresh_run_truncates_and_resume_appends_a_segment(tmp_path):
     assert store.finished_case_ids(path) == {case(i).id for i in range(4)}
 
 
+def test_keep_aside_moves_a_file_to_previous_with_its_time(tmp_path):
+    from datetime import datetime, timezone
+
+    path = tmp_path / "fake-quick-cpu.jsonl"
+    assert store.keep_aside(path) is None
+    now = datetime(2026, 11, 30, 11, 45, 0, tzinfo=timezone.utc)
+    kept = []
+    for text in ("first\n", "second\n"):
+        path.write_text(text)
+        kept.append(store.keep_aside(path, now=now))
+    assert [p.name for p in kept] == ["fake-quick-cpu.2026-11-30T114500.jsonl",
+                                      "fake-quick-cpu.2026-11-30T114500-1.jsonl"]
+    assert [p.read_text() for p in kept] == ["first\n", "second\n"] and not path.exists()
+    assert store._paths(None, tmp_path) == []  # kept-aside files are not read as runs
+
+
 def test_a_truncated_last_line_is_ignored_and_cut_on_resume(tmp_path):
     path = tmp_path / "fake-quick-cpu.jsonl"
     write(path, 2)

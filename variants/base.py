@@ -102,6 +102,11 @@ class AttentionSpec:
     ``memory_bytes(B, H, T, D, *, causal, elem_bytes, **params)`` name exactly the keys of ``default_params``
     and declare no defaults: call them through ``analytic_flops`` / ``analytic_bytes``, which fill the defaults in.
     ``fixed_length``: the variant owns parameters sized by ``max_seq_len`` and rejects T > max_seq_len.
+    ``causal_skips_masked``: in causal mode the kernel skips the masked upper triangle (a fused kernel's blocks
+    above the diagonal) rather than computing and masking it; ``flops`` stays the count of the math path (what
+    ``FlopCounterMode`` sees) and ``executed_flops`` is what the kernel does. False: ``flops`` is already what
+    runs (the kernel computes and masks, or its formula counts only the blocks it computes, as the sparse and
+    linear variants' do).
     """
 
     name: str
@@ -118,6 +123,7 @@ class AttentionSpec:
     time_exponent: float = 2.0
     memory_exponent: float = 2.0
     fixed_length: bool = False
+    causal_skips_masked: bool = False
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -133,6 +139,12 @@ class AttentionSpec:
     def analytic_flops(self, B: int, H: int, T: int, D: int, *, causal: bool = False, **params: Any) -> int:
         """``flops`` at this shape with ``params`` over the defaults."""
         return int(self.flops(B, H, T, D, causal=causal, **self.resolve_params(params)))
+
+    def executed_flops(self, B: int, H: int, T: int, D: int, *, causal: bool = False, **params: Any) -> int:
+        """The FLOPs the kernel executes: ``analytic_flops``, except T(T+1)/2 of the T² (query, key) pairs for a
+        causal kernel that skips masked work (``causal_skips_masked``; its count is all T×T products)."""
+        flops = self.analytic_flops(B, H, T, D, causal=causal, **params)
+        return flops * (T + 1) // (2 * T) if causal and self.causal_skips_masked else flops
 
     def analytic_bytes(self, B: int, H: int, T: int, D: int, *, causal: bool = False, elem_bytes: int = 4,
                        **params: Any) -> int:

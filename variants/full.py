@@ -16,7 +16,8 @@ VASWANI = Paper("Attention Is All You Need", 2017, "1706.03762")
 
 
 def full_flops(B: int, H: int, T: int, D: int, *, causal: bool) -> int:
-    """QKᵀ and P·V, each 2·T·T·D per head; the causal half is computed and masked, not skipped."""
+    """QKᵀ and P·V, each 2·T·T·D per head, causal or not: the math path computes the masked half and masks it
+    (a kernel that skips it declares ``causal_skips_masked``)."""
     return 4 * B * H * T * T * D
 
 
@@ -65,6 +66,7 @@ class NaiveAttention(Attention):
         name="full_naive", family="full", time_complexity="O(T²·D)", memory_complexity="O(T²)",
         exact=True, supports_causal=True, supports_key_valid=True, paper=VASWANI,
         flops=full_flops, memory_bytes=naive_memory, time_exponent=2.0, memory_exponent=2.0,
+        causal_skips_masked=False,  # the (T, T) scores are computed, then masked
     )
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, key_valid: Tensor | None) -> Tensor:
@@ -82,6 +84,9 @@ class NaiveAttention(Attention):
 class SdpaAttention(Attention):
     """``torch.nn.functional.scaled_dot_product_attention``: torch picks the fused kernel for the device.
 
+    Causal, the fused kernel skips the key blocks above the diagonal: it executes T(T+1)/2 of the T² products
+    (``executed_flops``), where the math path that ``FlopCounterMode`` counts computes them all.
+
     Causal without padding uses ``is_causal`` (no mask tensor). Padding alone passes a (B, 1, 1, T) mask.
     Causal with padding must pass a combined (B, 1, T, T) boolean mask: O(T²) bytes, one byte per entry.
     """
@@ -90,6 +95,7 @@ class SdpaAttention(Attention):
         name="full_sdpa", family="full", time_complexity="O(T²·D)", memory_complexity="O(T) fused",
         exact=True, supports_causal=True, supports_key_valid=True, paper=VASWANI,
         flops=full_flops, memory_bytes=sdpa_memory, time_exponent=2.0, memory_exponent=1.0,
+        causal_skips_masked=True,  # the fused kernel skips key blocks above the diagonal (is_causal)
     )
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, key_valid: Tensor | None) -> Tensor:

@@ -253,11 +253,15 @@ class NystromAttention(Attention):
         q_land, lm_valid = segment_means(q, m, key_valid, inner)  # (B, H, T, D) -> (B, H, m, D)
         k_land, _ = segment_means(k, m, key_valid, inner)
         w = self._landmark_values(q_land.to(q.dtype), k, v, key_valid, lm_valid, scale)  # (B, H, m, D)
-        a_pinv = iterative_pinv(self._landmark_kernel(q_land, k_land, lm_valid, scale), self.params["pinv_iters"])
+        a_pinv = self._pinv(self._landmark_kernel(q_land, k_land, lm_valid, scale))  # (B, H, m, m)
         mid = (a_pinv @ w.to(inner)).to(q.dtype)  # (B, H, m, m) @ (B, H, m, D) -> (B, H, m, D)
         allow_f = None if lm_valid is None else lm_valid[:, None, None, :]  # (B, m) -> (B, 1, 1, m)
         f = _masked_softmax(_scores(q, k_land.to(q.dtype), scale), allow_f)  # (B, H, T, m)
         return f @ mid  # (B, H, T, m) @ (B, H, m, D) -> (B, H, T, D)
+
+    def _pinv(self, A: Tensor) -> Tensor:
+        """A⁺ by the paper's iteration, ``pinv_iters`` steps (a subclass may swap in another pseudo-inverse)."""
+        return iterative_pinv(A, self.params["pinv_iters"])
 
     @staticmethod
     def _landmark_values(q_land: Tensor, k: Tensor, v: Tensor, key_valid: Tensor | None,

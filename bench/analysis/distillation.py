@@ -13,29 +13,49 @@ COLUMNS = ("student", "method", "speedup", "accuracy_share")
 
 
 def distillation_rows(rows: pd.DataFrame) -> pd.DataFrame | None:
-    """Ok rows as (student, method, speedup, accuracy_share); None without those columns or any complete row."""
+    """Ok rows as (student, method, n_train, seed, speedup, accuracy_share); None without those columns or any
+    complete row. A results file without ``n_train`` reads as one transfer-set size (NaN)."""
     if not set(COLUMNS) <= set(rows):
         return None
     rows = ok_rows(rows)
     out = pd.DataFrame({"student": rows["student"].astype(str), "method": rows["method"].astype(str),
                         "speedup": pd.to_numeric(rows["speedup"]),
                         "accuracy_share": pd.to_numeric(rows["accuracy_share"])}).dropna()
+    for col in ("n_train", "seed"):
+        out[col] = pd.to_numeric(rows[col]) if col in rows else math.nan
     return out if not out.empty else None
 
 
-def distillation_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per student × method: median speed-up, accuracy share mean and std over seeds."""
-    return (rows.groupby(["student", "method"], sort=True)
-            .agg(speedup=("speedup", "median"), accuracy_share_mean=("accuracy_share", "mean"),
-                 accuracy_share_std=("accuracy_share", "std"), n_seeds=("accuracy_share", "size")).reset_index())
+def paired_gains(rows: pd.DataFrame, column: str, sign: float = 1.0) -> pd.Series:
+    """sign·(kd − labels) of ``column`` per seed, paired by seed (empty without both methods)."""
+    wide = rows.pivot_table(index="seed", columns="method", values=column, aggfunc="mean")
+    if not {"kd", "labels"} <= set(wide.columns):
+        return pd.Series(dtype=float)
+    return sign * (wide["kd"] - wide["labels"]).dropna()
+
+
+def _kd_row(group: pd.DataFrame) -> dict[str, Any]:
+    """One (student, transfer-set size): speed-up, accuracy share per method and the paired KD gain."""
+    shares = group.groupby("method")["accuracy_share"].mean()
+    gains = paired_gains(group.fillna({"seed": -1}), "accuracy_share")
+    return {"speedup": float(group["speedup"].median()), "labels_share": shares.get("labels", math.nan),
+            "kd_share": shares.get("kd", math.nan), "kd_gain": float(gains.mean()) if len(gains) else math.nan,
+            "kd_gain_min": float(gains.min()) if len(gains) else math.nan,
+            "kd_gain_max": float(gains.max()) if len(gains) else math.nan, "n_seeds": len(gains)}
+
+
+def kd_gain_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per student × transfer-set size n_train (never pooled over sizes: the gain depends on n): the accuracy
+    share of each recipe and the KD gain in share, paired by seed, its mean and its range over seeds."""
+    groups = rows.groupby(["student", "n_train"], sort=True, dropna=False)
+    return pd.DataFrame([{"student": s, "n_train": n, **_kd_row(g)} for (s, n), g in groups])
 
 
 def _gain(rows: pd.DataFrame, column: str, sign: float) -> tuple[float, float]:
     """Mean and std over seeds of sign·(kd − labels) of ``column``, paired by seed."""
-    wide = rows.pivot_table(index="seed", columns="method", values=column, aggfunc="mean")
-    if not {"kd", "labels"} <= set(wide.columns):
+    diff = paired_gains(rows, column, sign)
+    if diff.empty:
         return math.nan, math.nan
-    diff = sign * (wide["kd"] - wide["labels"]).dropna()
     return float(diff.mean()), float(diff.std(ddof=1)) if len(diff) > 1 else math.nan
 
 

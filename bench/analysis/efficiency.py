@@ -47,6 +47,17 @@ def fit_values(e: Estimate | None) -> tuple[float, float, float, int]:
     return (np.nan, np.nan, np.nan, 0) if e is None else (e.value, e.lo, e.hi, e.n)
 
 
+def fit_flag(e: Estimate | None) -> str:
+    """A table's ``fit`` column: "ok", or "n/a: <why>" where ``Estimate.usable`` says the fit is not one."""
+    return "n/a: too few points" if e is None else ("ok" if e.usable else f"n/a: {e.problem}")
+
+
+def value_or_na(e: Estimate | None) -> float | str:
+    """An exponent shown without its interval: the value, or "n/a" where ``Estimate.usable`` says no fit (blank,
+    NaN, is left for a curve with no rows at all: an unsupported combination)."""
+    return e.value if e is not None and e.usable else "n/a"
+
+
 def crossovers(mine: pd.DataFrame, refs: pd.DataFrame, variant: str, min_points: int = 1) -> dict[str, float | None]:
     """{reference: the T above which ``mine`` stays faster (``crossover``), None out of range} against each
     reference's median curve in ``refs``; needs ``min_points`` lengths in common. Columns: T, median_s."""
@@ -61,10 +72,11 @@ def crossovers(mine: pd.DataFrame, refs: pd.DataFrame, variant: str, min_points:
 # ------------------------------------------------------------------------------------------------------ time
 
 def time_record(sub: pd.DataFrame, group: pd.DataFrame, variant: str, causal, phase: str) -> dict:
-    fit = fit_values(time_exponent(group["T"], group["median_s"]))
+    est = time_exponent(group["T"], group["median_s"])
+    fit = fit_values(est)
     cross = crossovers(curve(group, "T", "median_s"), sub[sub["causal"] == causal], variant)
     return {"variant": variant, "phase": phase, "causal": bool(causal), "exponent": fit[0], "ci_lo": fit[1],
-            "ci_hi": fit[2], "n_fit": fit[3], "declared": declared(variant, "time_exponent"),
+            "ci_hi": fit[2], "n_fit": fit[3], "fit": fit_flag(est), "declared": declared(variant, "time_exponent"),
             **{f"crossover_vs_{ref}": np.nan if x is None else x for ref, x in cross.items()}}
 
 
@@ -103,10 +115,11 @@ def top_ratios(rows: pd.DataFrame) -> dict[str, float]:
 def memory_record(ok: pd.DataFrame, everything: pd.DataFrame, variant: str) -> dict:
     group = ok[ok["variant"] == variant]
     c, a = curve(group, "T", "peak_bytes"), curve(group, "T", "bytes_analytic")
-    k, lo, hi, n = fit_values(memory_exponent(c["T"], c["peak_bytes"]))
+    est = memory_exponent(c["T"], c["peak_bytes"])
+    k, lo, hi, n = fit_values(est)
     failure = first_failure(everything, variant) if not c.empty else NO_FAILURE
-    return {"variant": variant, "exponent": k, "ci_lo": lo, "ci_hi": hi, "n_fit": n,
-            "analytic_exponent": fit_values(memory_exponent(a["T"], a["bytes_analytic"]))[0],
+    return {"variant": variant, "exponent": k, "ci_lo": lo, "ci_hi": hi, "n_fit": n, "fit": fit_flag(est),
+            "analytic_exponent": value_or_na(memory_exponent(a["T"], a["bytes_analytic"])),
             "declared": declared(variant, "memory_exponent"), **failure, **top_ratios(group)}
 
 
@@ -119,21 +132,35 @@ def memory_table(ok: pd.DataFrame, everything: pd.DataFrame, all_ok: pd.DataFram
         return table
     for phase, causal, col in OTHER_MEMORY:
         sub = all_ok[(all_ok["phase"] == phase) & (all_ok["causal"] == causal)]
-        table[col] = [fit_values(memory_exponent(*curve(sub[sub["variant"] == v], "T", "peak_bytes").T.to_numpy()))[0]
-                      for v in table["variant"]]
+        curves = {v: curve(sub[sub["variant"] == v], "T", "peak_bytes") for v in table["variant"]}
+        table[col] = [value_or_na(memory_exponent(c["T"], c["peak_bytes"])) if len(c) else np.nan
+                      for c in curves.values()]
     return table
 
 
 # ----------------------------------------------------------------------------------------------------- FLOPs
 
+def executed_flops(row: pd.Series) -> float:
+    """The FLOPs the row's kernel executed: its spec's ``executed_flops`` at the row's shape (the efficiency sweep
+    runs default params), so a causal kernel that skips masked blocks counts T(T+1)/2 pairs; the stored
+    ``flops_analytic`` for a variant no longer registered."""
+    try:
+        spec = variants.get(row["variant"]).spec
+    except variants.UnknownVariantError:
+        return float(row["flops_analytic"])
+    return float(spec.executed_flops(int(row["B"]), int(row["H"]), int(row["T"]), int(row["D"]),
+                                     causal=bool(row["causal"])))
+
+
 def flops_rows(rows: pd.DataFrame, manifests: pd.DataFrame) -> pd.DataFrame:
-    """Forward ok rows with the achieved FLOP/s (analytic FLOPs / median time) and its fraction of the run's GEMM
-    peak (from the manifest)."""
+    """Forward ok rows with the executed FLOPs, the achieved FLOP/s (executed FLOPs / median time) and its
+    fraction of the run's GEMM peak (from the manifest)."""
     rows = ok_rows(rows, "T", "median_s", "flops_analytic")
     rows = rows[(rows["phase"] == "forward") & rows["flops_analytic"].notna()]
     peaks = pd.to_numeric(manifests.set_index("run_id")["gemm_peak_flops"], errors="coerce")
-    rows = rows.assign(gemm_peak_flops=rows["run_id"].map(peaks))
-    rows = rows.assign(achieved_flops=rows["flops_analytic"] / rows["median_s"])
+    rows = rows.assign(gemm_peak_flops=rows["run_id"].map(peaks),
+                       flops_executed=[executed_flops(r) for _, r in rows.iterrows()])
+    rows = rows.assign(achieved_flops=rows["flops_executed"] / rows["median_s"])
     return rows.assign(fraction_of_peak=rows["achieved_flops"] / rows["gemm_peak_flops"]).dropna(
         subset=["fraction_of_peak"])
 
@@ -141,8 +168,8 @@ def flops_rows(rows: pd.DataFrame, manifests: pd.DataFrame) -> pd.DataFrame:
 def flops_table(rows: pd.DataFrame) -> pd.DataFrame:
     """``flops_rows`` at each (variant, causal) curve's largest T."""
     last = rows[rows["T"] == rows.groupby(["variant", "causal"])["T"].transform("max")]
-    cols = ["variant", "causal", "T", "flops_analytic", "median_s", "achieved_flops", "gemm_peak_flops",
-            "fraction_of_peak"]
+    cols = ["variant", "causal", "T", "flops_analytic", "flops_executed", "median_s", "achieved_flops",
+            "gemm_peak_flops", "fraction_of_peak"]
     return last[cols].sort_values(["causal", "variant"]).reset_index(drop=True)
 
 
@@ -174,7 +201,7 @@ def summary(df: pd.DataFrame) -> str | None:
         return None
     table = table[table["phase"] != "train_step"].copy()
     for col in ("time_exp", "mem_exp"):
-        table[col] = table[col].map(lambda e: "-" if e is None else str(e))
+        table[col] = table[col].map(lambda e: "n/a (too few points)" if e is None else str(e))
     for col in ("crossover_full_sdpa", "crossover_full_naive"):
         table[col] = table[col].map(lambda x: "-" if x is None or x != x else f"{x:.0f}")
     return table.to_string(index=False)

@@ -10,16 +10,45 @@ from dataclasses import dataclass
 import numpy as np
 
 
+MIN_FIT_POINTS = 3  # two points always fit a line exactly: no scatter, so no interval either
+
+
+def fit_problem(value: float, lo: float, hi: float, n: int) -> str:
+    """Why a fit is not worth showing ("" when it is): fewer than ``MIN_FIT_POINTS`` points, a missing number,
+    or a confidence interval wider than the estimate itself (its sign and size are then unknown)."""
+    if not n or n < MIN_FIT_POINTS:
+        return f"{int(n or 0)} points"
+    if not all(np.isfinite([value, lo, hi])):
+        return "no fit"
+    if hi - lo > abs(value):
+        return "CI wider than the estimate"
+    return ""
+
+
 @dataclass(frozen=True)
 class Estimate:
-    """A point estimate with a bootstrap confidence interval (``level``, default 95%)."""
+    """A point estimate with a bootstrap confidence interval (``level``, default 95%).
+
+    ``usable`` is the one rule for whether a fitted number is shown (``fit_problem``); ``str`` prints "n/a" with
+    the reason otherwise, so summaries, tables and legends never present a 2-point line or a CI that spans zero
+    as a result."""
 
     value: float
     lo: float
     hi: float
     n: int
 
+    @property
+    def problem(self) -> str:
+        return fit_problem(self.value, self.lo, self.hi, self.n)
+
+    @property
+    def usable(self) -> bool:
+        return not self.problem
+
     def __str__(self) -> str:
+        if self.problem:
+            return f"n/a ({self.problem})"
         return f"{self.value:.2f} [{self.lo:.2f}, {self.hi:.2f}]"
 
 

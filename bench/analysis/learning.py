@@ -53,8 +53,9 @@ def curve_stats(group: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def _extrapolated(ref: PowerLaw | None, base: PowerLaw | None, sizes: Any) -> float:
-    """The first n (up to EXTRAPOLATE_TO) at which the fitted reference curve stays below the baseline's."""
-    if ref is None or base is None or len(sizes) == 0:
+    """The first n (up to EXTRAPOLATE_TO) at which the fitted reference curve stays below the baseline's; NaN
+    unless both α are fits (``Estimate.usable``)."""
+    if ref is None or base is None or len(sizes) == 0 or not (ref.alpha.usable and base.alpha.usable):
         return math.nan
     grid = np.geomspace(float(min(sizes)), EXTRAPOLATE_TO, 400)
     below = ref.predict(grid) < base.predict(grid)
@@ -87,8 +88,9 @@ def _fit_row(task: str, model: str, group: pd.DataFrame, law: PowerLaw | None, t
     if law is None or law.a <= 0:  # no decrease to fit: α is undefined (NaN), not 0
         flat = _flat(group, FIT_METRIC[task]) or law is not None
         return {**row, "fit": "flat" if flat else "too few sizes"}
-    need = law.data_for(target)
-    return {**row, "fit": "ok", "alpha": law.alpha.value, "alpha_lo": law.alpha.lo, "alpha_hi": law.alpha.hi,
+    need = law.data_for(target) if law.alpha.usable else None  # no prediction from a fit that is not one
+    fit = "ok" if law.alpha.usable else f"n/a: {law.alpha.problem}"
+    return {**row, "fit": fit, "alpha": law.alpha.value, "alpha_lo": law.alpha.lo, "alpha_hi": law.alpha.hi,
             "floor_c": law.c.value, "c_lo": law.c.lo, "c_hi": law.c.hi, "a": law.a,
             "data_for_target": math.nan if need is None else need}
 

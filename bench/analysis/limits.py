@@ -6,6 +6,20 @@ import pandas as pd
 from bench.analysis.select import ok_rows
 
 COLUMNS = ["variant", "budget", "budget_value", "max_fit_t", "min_fail_t", "min_fail_why", "censored"]
+# The probe failure that is over the budget itself: a memory probe's oom (its cap is 1.5× the budget) and a time
+# probe's timeout (its cap is far above the budget). Any other failure is the probe's cap or a crash: censoring.
+OVER_BUDGET = {"memory": "oom", "time": "timeout"}
+
+
+def censoring(budget: str, why: str) -> bool:
+    """Whether a search that failed for ``why`` leaves the limit unknown (above the last T that fit)."""
+    status = why.split(" ")[0] if why else ""
+    return bool(why) and why != "over budget" and status != OVER_BUDGET.get(budget)
+
+
+def censored_why(status: str) -> str:
+    """``min_fail_why`` of a search stopped by a probe's cap."""
+    return f"{status} (probe cap, not the budget: censored)"
 
 
 def limit_rows(rows: pd.DataFrame) -> pd.DataFrame:
@@ -21,6 +35,12 @@ def limits_table(rows: pd.DataFrame) -> pd.DataFrame:
     found["budget_value"] = [r.get("mem_budget_bytes") if r["budget"] == "memory" else r.get("time_budget_s")
                              for _, r in found.iterrows()]
     found["min_fail_why"] = found["min_fail_why"].fillna("") if "min_fail_why" in found else ""
+    # records written before the probe-cap rule: a search that stopped on its probe's cap is censored too
+    capped = pd.Series([censoring(b, w) for b, w in zip(found["budget"], found["min_fail_why"])],
+                       index=found.index, dtype=bool)
+    found["censored"] = found["censored"] | capped
+    found["min_fail_why"] = [censored_why(w) if c and "probe cap" not in w else w
+                             for c, w in zip(capped, found["min_fail_why"])]
     return found[COLUMNS].sort_values(["budget", "variant"]).reset_index(drop=True)
 
 

@@ -1,7 +1,9 @@
-"""Which rows an analysis reads: one results file per sweep, ok rows, medians per T, declared values.
+"""Which rows an analysis reads: one results file of one machine per sweep, ok rows, medians per T, declared values.
 
-When a sweep has several results files (profiles, devices), the analysis reads one of them: the ``full`` profile
-before ``quick``, then the file with most rows, then the file name.
+When a sweep has several results files (profiles, devices, machines), a figure reads one of them: the ``full``
+profile (or a ``gpu`` one) before ``quick``, then the file with most rows, then the file name; and of that
+file only the segments of one machine (``store.machine_of``), the one with most rows there. So no figure puts rows
+measured on two machines on one axis; a figure that pairs two sweeps asks for the second one on the first one's machine.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import pandas as pd
 
 import variants
 
-PROFILE_RANK = {"full": 0, "quick": 1}
+PROFILE_RANK = {"full": 0, "gpu": 0, "gpu_fp32": 0, "quick": 1}  # a GPU profile is that device's full one
 
 
 @dataclass(frozen=True)
@@ -20,21 +22,41 @@ class Source:
     rows: pd.DataFrame
     manifests: pd.DataFrame
 
+    @property
+    def machine(self) -> str:
+        """The one machine every row of this source was measured on."""
+        return str(self.manifests["machine"].iloc[0])
 
-def source(df: pd.DataFrame, manifests: pd.DataFrame, sweep: str) -> Source | None:
-    """The rows (all columns of other sweeps dropped) and manifests of one results file of ``sweep``."""
+
+def _rank(group: pd.DataFrame, counts: pd.Series) -> tuple[int, int]:
+    """Sort key of one (file, machine) group of manifests: the full profile first, then the most rows."""
+    return PROFILE_RANK.get(str(group["profile"].iloc[0]), 2), -int(counts.reindex(group["run_id"]).fillna(0).sum())
+
+
+def source(df: pd.DataFrame, manifests: pd.DataFrame, sweep: str, machine: str | None = None,
+           at_T: int | None = None) -> Source | None:
+    """The rows (all columns of other sweeps dropped) and manifests of one results file of ``sweep`` on one
+    machine (``machine`` if given; None when that machine has no rows of ``sweep``), among the files with a row at
+    ``T == at_T`` if given (a figure that pairs two sweeps at one length)."""
     if "sweep" not in df or "sweep" not in manifests:
         return None
     mine = manifests[manifests["sweep"] == sweep]
+    if "machine" not in mine:
+        mine = mine.assign(machine="unknown")
+    if machine is not None:
+        mine = mine[mine["machine"] == machine]
     rows = df[df["sweep"] == sweep]
+    if at_T is not None and "T" in rows:
+        mine = mine[mine["run_id"].isin(set(rows.loc[rows["T"] == at_T, "run_id"]))]
     if mine.empty or rows.empty:
         return None
     counts = rows["run_id"].value_counts()
-    stats = [(PROFILE_RANK.get(str(g["profile"].iloc[0]), 2), -int(counts.reindex(g["run_id"]).fillna(0).sum()),
-              path) for path, g in mine.groupby("path", sort=True)]
-    path = min(stats)[2]
-    chosen = mine[mine["path"] == path]
+    groups = [(_rank(g, counts), path, m) for (path, m), g in mine.groupby(["path", "machine"], sort=True)]
+    _, path, chosen_machine = min(groups)
+    chosen = mine[(mine["path"] == path) & (mine["machine"] == chosen_machine)]
     rows = rows[rows["run_id"].isin(set(chosen["run_id"]))].dropna(axis=1, how="all")
+    if rows.empty:
+        return None
     rows = rows.drop_duplicates("case_id", keep="last") if "case_id" in rows else rows
     return Source(rows.reset_index(drop=True), chosen.reset_index(drop=True))
 

@@ -14,6 +14,7 @@ from typing import Callable
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.figure  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
@@ -27,6 +28,7 @@ RC = {"font.family": "DejaVu Sans", "font.size": 10, "axes.titlesize": 11, "axes
       "path.simplify": True, "axes.prop_cycle": matplotlib.rcParamsDefault["axes.prop_cycle"]}
 PNG_METADATA = {"Software": None}
 SVG_METADATA = {"Date": None, "Creator": "attention-limits"}
+SAVE_HOOKS: list[Callable[[matplotlib.figure.Figure, str], None]] = []  # see each figure before it is saved
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,10 @@ def new_figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (9.0,
 
 
 def save(fig, out_dir: str | Path, name: str) -> tuple[Path, ...]:
-    """``<out_dir>/<name>.png`` and ``.svg`` without timestamps; closes the figure."""
+    """``<out_dir>/<name>.png`` and ``.svg`` without timestamps; closes the figure. Each of ``SAVE_HOOKS`` is
+    called with the figure and its name first (the readability tests inspect every figure the report draws)."""
+    for hook in SAVE_HOOKS:
+        hook(fig, name)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = (out / f"{name}.png", out / f"{name}.svg")
@@ -78,11 +83,19 @@ def save(fig, out_dir: str | Path, name: str) -> tuple[Path, ...]:
     return paths
 
 
+def length_label(x: float, _pos=None) -> str:
+    """A sequence length as a tick: "2,048", and from 128K on in K = 1024 or M = 1024², the convention of
+    context lengths ("128K", "4M"), so that a decade of lengths fits under one panel."""
+    if x >= 2 ** 17 and x % 1024 == 0:
+        return f"{x / 2 ** 20:g}M" if x % 2 ** 20 == 0 else f"{x / 1024:g}K"
+    return f"{x:,.0f}"
+
+
 def style_axes(ax, title: str, xlabel: str, ylabel: str, logx: bool = True, logy: bool = True) -> None:
     with plt.rc_context(RC):
         if logx:
             ax.set_xscale("log", base=2)
-            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:,.0f}"))
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(length_label))
         if logy:
             ax.set_yscale("log")
         ax.set_title(title)
@@ -112,6 +125,27 @@ def units(ax, axis: str, fmt: Callable[[float, object], str]) -> None:
         getattr(ax, f"{axis}axis").set_major_locator(matplotlib.ticker.LogLocator(10, subs=(1.0, 2.0, 5.0)))
     getattr(ax, f"{axis}axis").set_major_formatter(matplotlib.ticker.FuncFormatter(fmt))
     getattr(ax, f"{axis}axis").set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def plain_log_ticks(ax, axis: str, suffix: str = "") -> None:
+    """Plain-number ticks ("0.5", "2×") on a log axis, as many per decade as its span leaves room for: a log
+    axis under a decade otherwise shows only minor ticks printed as 2×10⁰, 3×10⁰. Call after plotting."""
+    lo, hi = sorted(getattr(ax, f"get_{axis}lim")())
+    decades = np.log10(hi / lo) if lo > 0 else np.inf
+    subs = ((1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0) if decades < 0.4 else
+            (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if decades < 1 else (1.0, 2.0, 5.0) if decades < 3 else (1.0,))
+    target = getattr(ax, f"{axis}axis")
+    target.set_major_locator(matplotlib.ticker.LogLocator(10, subs=subs))
+    target.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}{suffix}"))
+    target.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def bounded_yerr(mean, spread, lo: float = 0.0, hi: float = 1.0) -> np.ndarray:
+    """(2, n) error-bar lengths of mean ± spread clipped to the metric's range [lo, hi] (an accuracy bar never
+    reaches above 1); a missing spread draws no bar."""
+    mean = np.asarray(mean, dtype=float)
+    spread = np.nan_to_num(np.asarray(spread, dtype=float))
+    return np.vstack([np.clip(np.minimum(spread, mean - lo), 0, None), np.clip(np.minimum(spread, hi - mean), 0, None)])
 
 
 def legend_right(ax, **kw) -> None:

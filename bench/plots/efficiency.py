@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis import efficiency as eff
+from bench.analysis.fit import Estimate
 from bench.analysis.select import curve, ok_rows, source
 from bench.plots.common import (FigureResult, NotMeasured, at_log, binary_bytes, color_of, legend_right,
-                                new_figure, not_measured, save, seconds, style_axes, units)
+                                new_figure, not_measured, plain_log_ticks, save, seconds, style_axes, units)
 
 TIME_CAPTION = ("Median time per call against T on log-log axes, bars ±IQR/2 (the lower one capped at half the "
                 "median), with the exponent k fitted over the four largest T and its 95% bootstrap CI in the "
@@ -21,9 +22,8 @@ FAILED = {"oom": ("X", "tab:red"), "timeout": ("s", "tab:orange"), "killed": ("X
 # ----------------------------------------------------------------------------------------- time vs length
 
 def fit_label(k: float, lo: float, hi: float, n: int) -> str:
-    if not np.isfinite(k):
-        return "k: too few points"
-    return f"k={k:.2f} [{lo:.2f}, {hi:.2f}]" if n > 2 else f"k={k:.2f} ({n} points, no CI)"
+    """"k=1.02 [0.98, 1.05]", or "k=n/a (why)" where the fit is not one (``Estimate.usable``)."""
+    return f"k={Estimate(k, lo, hi, n)}"
 
 
 def time_curve(ax, group: pd.DataFrame, variant: str, causal, fit: dict) -> pd.DataFrame:
@@ -147,8 +147,12 @@ def fig_flops(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) ->
                 ms=3, label=f"{variant}{' (causal)' if causal else ''}")
     ax.axhline(1.0, color="black", lw=0.8, ls=":", label="GEMM peak")
     style_axes(ax, "forward (solid: non-causal, dashed: causal)", "sequence length T", "fraction of GEMM peak")
+    plain_log_ticks(ax, "y")
     legend_right(ax)
-    caption = ("Analytic forward FLOPs divided by the median forward time, as a fraction of a square GEMM's "
-               "FLOP/s measured on the same machine at the start of the run. The table is at each curve's "
-               "largest T; causal variants that skip masked work do fewer FLOPs than the analytic count.")
+    caption = ("Executed forward FLOPs divided by the median forward time, as a fraction of a square GEMM's "
+               "FLOP/s measured on the same machine at the start of the run (the table: each curve's largest T). "
+               "Executed FLOPs are the spec's analytic count (flops_analytic, what the math path computes) except "
+               "for a causal kernel that skips the masked blocks (full_sdpa's fused kernel), which executes "
+               "T(T+1)/2 of the T² (query, key) pairs (flops_executed), while kernels that compute and mask keep "
+               "the full count.")
     return FigureResult(name, title, save(fig, out_dir, name), eff.flops_table(rows), caption, src.manifests)

@@ -12,9 +12,11 @@ from bench.plots.common import FigureResult, NotMeasured, color_of, new_figure, 
 
 
 def bar_text(width: float, censored: bool, fail: float, why: str) -> str:
-    why = "" if why in ("", "over budget") else f", {why}"  # limits_table fills a missing reason with ""
-    if censored:
+    if censored and not fail > 0:
         return f"≥ {width:,.0f} (search cap)"
+    if censored:  # a probe's own cap stopped the search at ``fail``
+        return f"≥ {width:,.0f} ({why.split(' ')[0]} at {fail:,.0f}: probe cap)"
+    why = "" if why in ("", "over budget") else f", {why}"  # limits_table fills a missing reason with ""
     return f"{width:,.0f} (fails at {fail:,.0f}{why})" if width else f"< {fail:,.0f}{why}"
 
 
@@ -29,7 +31,7 @@ def limit_bar(ax, table: pd.DataFrame, budget: str) -> None:
     ax.set_yticks(y, list(sub["variant"]))
     positive = widths[widths > 0]
     left = 2.0 ** np.floor(np.log2(positive.min() / 8)) if len(positive) else 1.0
-    ax.set_xlim(left, max(widths.max(), 1) * 16)
+    ax.set_xlim(left, max(widths.max(), 1) * 64)  # room for the label beside the longest bar
 
 
 def budget_label(budget: str, value) -> str:
@@ -53,7 +55,8 @@ def fig_limits(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -
                    logy=False)
         ax.grid(False, axis="y")
     caption = ("For each variant, the largest sequence length whose forward fits the memory budget (inputs plus "
-               "peak) and the time budget (median forward), found by doubling then bisection. Hatched bars hit "
-               "the search cap without failing, so the true limit is higher (censored), and min_fail_why says what "
-               "stopped a search: over budget, or a probe's oom or timeout cap, which bounds the limit from below.")
+               "peak) and the time budget (median forward), found by doubling then bisection. Hatched bars are "
+               "censored, the true limit higher: the search reached its cap without failing, or a probe was "
+               "stopped by its own cap rather than the budget (min_fail_why says which: over budget, a memory "
+               "probe's oom above 1.5× the budget, a time probe's timeout, or a probe cap that censors).")
     return FigureResult(name, title, save(fig, out_dir, name), table, caption, src.manifests)

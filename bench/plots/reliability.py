@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.ticker
 import numpy as np
 import pandas as pd
 
 from bench.analysis import peers, repeatability as rep
 from bench.analysis.select import ok_rows, source
 from bench.measure import STABLE_REL_IQR
-from bench.plots.common import FigureResult, NotMeasured, case_bars, new_figure, not_measured, save, style_axes
+from bench.plots.common import (FigureResult, NotMeasured, case_bars, color_of, new_figure, not_measured, phase_label,
+                                plain_log_ticks, save, style_axes)
 
 PEER_RATIOS = (("time_ratio", "time"), ("bytes_ratio", "peak memory (RSS)"), ("live_bytes_ratio", "live bytes"))
 
@@ -52,15 +52,20 @@ def quartile_err(table: pd.DataFrame, column: str):
     return np.nan_to_num(yerr)
 
 
-def peer_bars(ax, table: pd.DataFrame, column: str, title: str) -> None:
-    """One bar per peer × phase × T, ours/peer on a log axis, parity (1) as a dotted line."""
-    case_bars(ax, table, table["peer"], table[column], yerr=quartile_err(table, column), capsize=2,
-              error_kw={"lw": 0.8})
+def peer_lines(ax, table: pd.DataFrame, column: str, title: str) -> None:
+    """ours/peer against T, a colour per variant and a marker per peer, solid forward and dashed forward+backward,
+    whiskers from the side-by-side rounds' quartiles; parity (1) dotted. Log axes with plain ticks."""
+    names = sorted(table["peer"].unique())
+    for (peer, variant, phase), g in table.groupby(["peer", "variant", "phase"], sort=True):
+        g = g.sort_values("T")
+        marker = "os^Dv<>"[names.index(peer) % 7]  # two peers of one variant share its colour, not its marker
+        ax.errorbar(g["T"], g[column], yerr=quartile_err(g, column), color=color_of(variant), marker=marker,
+                    ms=4, capsize=2, lw=1.2, ls="--" if phase == "forward_backward" else "-",
+                    label=f"{variant} vs {peer}, {phase_label(phase)}")
     ax.axhline(1.0, color="black", ls=":", lw=1.0, label="parity")
-    style_axes(ax, title, "", "ours / peer (< 1: ours better)", logx=False, logy=True)
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}"))
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}"))
-    ax.legend(loc="upper right")
+    style_axes(ax, title, "sequence length T", "ours / peer (< 1: ours better)", logx=True, logy=True)
+    ax.set_xticks(sorted(table["T"].unique()))
+    plain_log_ticks(ax, "y")
 
 
 def collapse_note(table: pd.DataFrame) -> str:
@@ -82,18 +87,20 @@ def fig_peers(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) ->
     table = peers.summary(src.rows) if src is not None else None
     if table is None or table.empty:
         return not_measured(name, title, "peers", "no pair of ours and a peer measured")
-    table = table.sort_values(["peer", "phase", "T"], kind="stable").reset_index(drop=True)
+    table = table.astype({"T": int}).sort_values(["peer", "phase", "T"], kind="stable").reset_index(drop=True)
     ratios = [(c, t) for c, t in PEER_RATIOS if c in table and table[c].notna().any()]
-    fig, axes = new_figure(1, len(ratios), (5.0 * len(ratios), 5.0))
+    fig, axes = new_figure(1, len(ratios), (4.0 * len(ratios), 4.4))
     for ax, (column, what) in zip(axes[0], ratios):
-        peer_bars(ax, table, column, what)
+        peer_lines(ax, table, column, what)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncol=3, frameon=False)
     keep = ["peer", "variant", "phase", "T", *(c for c, _ in ratios), "time_ratio_q1", "time_ratio_q3",
             "time_ratio_separate", "rel_err", "grad_rel_err", "rel_err_small_logits", "ours_vs_full", "peer_vs_full",
             "mean_v_vs_full", "peer_vs_mean_v"]
     caption = ("Each of our variants beside a widely used public PyTorch implementation of the same method "
                "(bench/peers.py says which package and version, configured to compute the same function, checked "
-               "by rel_err), measured by the same harness in the same run. Bars give ours / peer for time (the "
-               "median over rounds that time a block of each side by side, whiskers their quartiles; the ratio "
+               "by rel_err), measured by the same harness in the same run. Lines give ours / peer against T for "
+               "time (the median over rounds that time a block of each side by side, whiskers their quartiles; "
+               "solid forward, dashed forward+backward; the ratio "
                "of separately measured medians is in the table), the RSS peak (least of three probes) and the "
                "peak of live tensor bytes; below 1, ours is faster or smaller." + collapse_note(table))
     return FigureResult(name, title, save(fig, out_dir, name), table[[c for c in keep if c in table]], caption,

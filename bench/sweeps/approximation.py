@@ -1,9 +1,12 @@
 """How far is each approximate variant's output from exact softmax attention, as a function of T and its budget r?
 
 No training: each case builds seeded q, k, v, runs one variant forward (non-causal, no padding) and compares it with
-``variants.reference_attention`` in float64 on the same inputs: relative and max error, and the exact attention's
-entropy and max-probability (the input regime). Budgets r set one parameter per variant (``BUDGET_PARAM``); per T
-the grid is r <= T plus r = T, the exactness limit. Grid decisions and the regimes: docs/sweeps.md#approximation.
+``variants.reference_attention`` in float64 on the same inputs: the output error relative to ‖Y‖ and to ‖V‖, the
+attention-matrix error where P̂ is affordable, the same metrics of the trivial outputs (zeros, mean(v)), and the
+input regime (exact attention's entropy, the logit scale). Budgets r set one parameter per variant
+(``BUDGET_PARAM``); per T the grid is r <= T plus r = T, the exactness limit. Each variant runs as published
+(Nyström: 6 iterations of the paper's pseudo-inverse), Linformer with training-free E, F, and labelled ablations.
+Grid decisions and the regimes: docs/sweeps.md#approximation.
 """
 from __future__ import annotations
 
@@ -18,10 +21,18 @@ from bench.config import Case, ConfigError, ShapeConfig
 from bench.sweep import Sweep
 from bench.analysis.approximation import summary
 from bench.measure import DTYPES, log2_grid, resolve_device
+from bench.measure import approximation as metrics
 
 NAME = "approximation"
 REGIMES = ("random", "peaked")
-LINFORMER_INITS = ("normal", "identity")
+SCALE_REGIME = "scale"  # the input-scale sweep's cases: q and k both times one of cfg.scales
+LINFORMER_INITS = ("fitted", "pooled", "normal")  # E, F: least squares on the inputs, mean-pooling, N(0, 1/k)
+# The configuration each case key names: (label, is it an ablation of what the figure draws).
+CONFIGS: dict[tuple[str, str], tuple[str, bool]] = {
+    ("pinv", "iterative"): ("published", False), ("pinv", "exact"): ("exact pinv", True),
+    ("init", "fitted"): ("fitted E, F", False), ("init", "pooled"): ("pooled E, F", False),
+    ("init", "normal"): ("random E, F", True),
+}
 
 # The parameter each variant's budget r sets; None: the variant has no budget (one case per T).
 BUDGET_PARAM: dict[str, str | None] = {
@@ -38,7 +49,8 @@ EXACT_LIMIT: dict[str, Callable[[Case], int | None]] = {
     "sparse_window": lambda c: c["T"] - 1,  # reach |i - j| <= w covers every pair once w >= T - 1
     "sparse_bigbird": lambda c: c["T"] - 1,
     "low_rank_nystrom": lambda c: c["T"],  # one token per landmark: F·A⁺·B = P·P⁺·P = P, once A⁺ has converged
-    "low_rank_linformer": lambda c: c["T"] if c["init"] == "identity" else None,
+    "low_rank_linformer": lambda c: c["T"] if c["init"] == "pooled" else None,  # E = F = I at k = T
+
 }
 
 
@@ -46,12 +58,17 @@ EXACT_LIMIT: dict[str, Callable[[Case], int | None]] = {
 class Config(ShapeConfig):
     variants: tuple[str, ...] = ()  # empty: every registered variant whose spec is not exact
     seq_lens: tuple[int, ...] = (256, 1024)  # T, sequence lengths
-    budgets: tuple[int, ...] = log2_grid(8, 4096)  # shared r grid; per T only r <= T, plus r = T
+    budgets: tuple[int, ...] = log2_grid(8, 4096)  # shared r grid; per T only r <= T, plus r = T ...
+    full_budget_max_t: int = 4096  # ... where T is at most this (r = T: the exactness limit, the costliest case)
     regimes: tuple[str, ...] = REGIMES  # random | peaked inputs
-    seeds: tuple[int, ...] = (0, 1, 2)  # input and variant seeds
-    pinv_iters: tuple[int, ...] = (6, 30)  # low_rank_nystrom only: the default 6, and converged
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # input and variant seeds (median and IQR over them)
+    pinv_iters: tuple[int, ...] = (6,)  # low_rank_nystrom: the paper's 6 iterations
+    exact_pinv: bool = True  # low_rank_nystrom: add the exact-pseudo-inverse ablation
+    linformer_inits: tuple[str, ...] = LINFORMER_INITS  # low_rank_linformer E, F: fitted | pooled | normal
     max_landmarks: int = 2048  # low_rank_nystrom: larger budgets skipped (m³ pseudo-inverse)
-    identity_check: bool = True  # low_rank_linformer: add k = T with E = F = I
+    scales: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)  # input-scale sweep at the largest T (output errors only) ...
+    scale_budget: int = 64  # ... and this budget, every variant in its drawn (non-ablation) configurations
+    p_error_max_flops: float = 1.5e10  # form P̂ (T/D forwards) only where they cost at most this many FLOPs
     bigbird_block: int = 32  # sparse_bigbird block_size = min(bigbird_block, window)
     peak_scale: float = 8.0  # "peaked" regime: q multiplied by this
     input_scale: float = 1.0  # q and k multiplied by this in every regime (the Performer's convergence knob)
@@ -78,6 +95,9 @@ class Config(ShapeConfig):
         unknown = sorted(set(self.regimes) - set(REGIMES))
         if unknown or not self.regimes:
             raise ConfigError(f"unknown or no regime(s) {', '.join(unknown)}; known: {', '.join(REGIMES)}")
+        unknown = sorted(set(self.linformer_inits) - set(LINFORMER_INITS))
+        if unknown:
+            raise ConfigError(f"unknown linformer init(s) {', '.join(unknown)}; known: {', '.join(LINFORMER_INITS)}")
 
     def _validate_grids(self) -> None:
         for label in ("seq_lens", "budgets", "pinv_iters"):
@@ -92,12 +112,14 @@ class Config(ShapeConfig):
                               f"rank or landmark count is at most T); add budgets <= {short[0]} or drop that length")
 
     def _validate_scalars(self) -> None:
-        for label in ("max_landmarks", "bigbird_block", "jobs"):
+        for label in ("max_landmarks", "bigbird_block", "jobs", "scale_budget", "full_budget_max_t"):
             if getattr(self, label) < 1:
                 raise ConfigError(f"--{label.replace('_', '-')} must be >= 1")
-        for label in ("peak_scale", "input_scale"):
+        for label in ("peak_scale", "input_scale", "p_error_max_flops"):
             if not getattr(self, label) > 0:
                 raise ConfigError(f"--{label.replace('_', '-')} must be > 0")
+        if any(not s > 0 for s in self.scales):
+            raise ConfigError(f"--scales must be > 0, got {self.scales}")
 
     @property
     def seed_list(self) -> list[int]:
@@ -105,7 +127,8 @@ class Config(ShapeConfig):
 
 
 PROFILES = {
-    "quick": Config(seeds=(0, 1)),  # two seeds keep the main job inside 15 minutes on 2 cores
+    # three budgets and the r = T limit at the shorter T only keep five seeds near the old run time
+    "quick": Config(budgets=(8, 64, 512), full_budget_max_t=256),
     "full": Config(seq_lens=(256, 1024, 4096), seeds=(0, 1, 2, 3, 4), time_cap_s=900.0),
 }
 
@@ -123,16 +146,19 @@ def budget_name(variant: str) -> str | None:
 
 
 def budget_grid(cfg: Config, variant: str, T: int) -> list[int | None]:
-    """Budgets to run at length T: cfg.budgets ∩ [1, T] plus T itself; [None] for a budgetless variant."""
+    """Budgets to run at length T: cfg.budgets ∩ [1, T] plus T itself (T <= full_budget_max_t); [None] for a
+    budgetless variant."""
     param = budget_name(variant)
     if param is None:
         return [None]
     cap = min(T, cfg.max_landmarks) if param == "landmarks" else T
-    return sorted({r for r in (*cfg.budgets, T) if r <= cap})
+    full = (T,) if T <= cfg.full_budget_max_t else ()
+    return sorted({r for r in (*cfg.budgets, *full) if r <= cap})
 
 
 def _nystrom_extra(cfg: Config, T: int, budget: int | None) -> list[dict[str, Any]]:
-    return [{"pinv_iters": n} for n in sorted(set(cfg.pinv_iters))]
+    extra = [{"pinv": "iterative", "pinv_iters": n} for n in sorted(set(cfg.pinv_iters))]
+    return extra + ([{"pinv": "exact"}] if cfg.exact_pinv else [])
 
 
 def _bigbird_extra(cfg: Config, T: int, budget: int | None) -> list[dict[str, Any]]:
@@ -140,8 +166,7 @@ def _bigbird_extra(cfg: Config, T: int, budget: int | None) -> list[dict[str, An
 
 
 def _linformer_extra(cfg: Config, T: int, budget: int | None) -> list[dict[str, Any]]:
-    identity = cfg.identity_check and budget == T
-    return [{"init": init} for init in LINFORMER_INITS if init == "normal" or identity]
+    return [{"init": init} for init in LINFORMER_INITS if init in cfg.linformer_inits]
 
 
 # Per-variant extra case keys, one dict per case to yield (keys named after the variant's params, or "init").
@@ -158,19 +183,48 @@ def extra_params(cfg: Config, variant: str, T: int, budget: int | None) -> list[
     return [{}] if fn is None else fn(cfg, T, budget)
 
 
+def _variant_cases(cfg: Config, T: int, name: str, budgets: list[int | None], drawn_only: bool = False):
+    """(budget, extra) for one variant at T; ``drawn_only`` leaves the labelled ablations out."""
+    for budget in budgets:
+        for extra in extra_params(cfg, name, T, budget):
+            if not (drawn_only and configuration(extra)[1]):
+                yield budget, extra
+
+
+def scale_budget(cfg: Config, variant: str, T: int) -> list[int | None]:
+    """The budget of the input-scale sweep: cfg.scale_budget (capped at T); [None] for a budgetless variant."""
+    return [None] if budget_name(variant) is None else [min(cfg.scale_budget, T)]
+
+
 def cases(cfg: Config) -> Iterator[Case]:
-    """One Case per (T, regime, seed, variant, budget[, pinv_iters | init]), shortest T first."""
-    shape = dict(B=cfg.batch, H=cfg.heads, D=cfg.head_dim, dtype=cfg.dtype, device=cfg.device, threads=cfg.threads)
+    """One Case per (T, regime, seed, variant, budget[, pinv | init]), shortest T first; then the input-scale
+    sweep at the largest T (regime "scale": q and k times s, the drawn configurations at ``scale_budget``, P̂ not
+    formed)."""
+    shape = dict(B=cfg.batch, H=cfg.heads, D=cfg.head_dim, dtype=cfg.dtype, device=cfg.device, threads=cfg.threads,
+                 p_error_max_flops=cfg.p_error_max_flops)
     for T in sorted(set(cfg.seq_lens)):
         for regime in cfg.regimes:
             q_scale = cfg.input_scale * (cfg.peak_scale if regime == "peaked" else 1.0)
             for seed in cfg.seeds:
                 for name in selected_variants(cfg):
-                    for budget in budget_grid(cfg, name, T):
-                        for extra in extra_params(cfg, name, T, budget):
-                            yield Case.make(NAME, variant=name, T=T, budget=budget, regime=regime, seed=seed,
-                                            q_scale=q_scale, k_scale=cfg.input_scale, **shape, **extra)
+                    for budget, extra in _variant_cases(cfg, T, name, budget_grid(cfg, name, T)):
+                        yield Case.make(NAME, variant=name, T=T, budget=budget, regime=regime, seed=seed,
+                                        q_scale=q_scale, k_scale=cfg.input_scale, **shape, **extra)
+    T = max(cfg.seq_lens)
+    for scale in sorted(set(cfg.scales)):
+        for seed in cfg.seeds:
+            for name in selected_variants(cfg):
+                for budget, extra in _variant_cases(cfg, T, name, scale_budget(cfg, name, T), drawn_only=True):
+                    yield Case.make(NAME, variant=name, T=T, budget=budget, regime=SCALE_REGIME, seed=seed,
+                                    q_scale=scale, k_scale=scale, **{**shape, "p_error_max_flops": 0}, **extra)
 
+
+def configuration(keys: dict[str, Any]) -> tuple[str, bool]:
+    """(label, ablation?) of a case's configuration: "published" unless a pinv or init key says otherwise."""
+    for key in ("pinv", "init"):
+        if keys.get(key) is not None:
+            return CONFIGS[key, keys[key]]
+    return "published", False
 
 
 # ------------------------------------------------------------------------------------------------- measurement
@@ -186,7 +240,9 @@ def make_inputs(case: Case) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def attention_stats(q: torch.Tensor, k: torch.Tensor, chunk: int = 512) -> dict[str, float]:
-    """Mean row entropy (nats) and mean row max-probability of exact softmax(qkᵀ/√D), float64, query chunks."""
+    """Mean row entropy (nats) and mean row max-probability of exact softmax(qkᵀ/√D), float64, query chunks; and
+    the logit scale mean‖q‖·mean‖k‖/√D (the largest logit two typical tokens can make: a trained model's own
+    ‖q‖, ‖k‖ place it on this axis)."""
     kd = k.double().transpose(-2, -1)  # (B, H, D, T)
     ent, pmax = 0.0, 0.0
     for start in range(0, q.shape[-2], chunk):
@@ -196,7 +252,9 @@ def attention_stats(q: torch.Tensor, k: torch.Tensor, chunk: int = 512) -> dict[
         ent += float(-(p * logp).sum(dim=-1).sum())
         pmax += float(p.amax(dim=-1).sum())
     rows = q.numel() // q.shape[-1]
-    return {"ref_entropy": ent / rows, "ref_max_prob": pmax / rows}
+    norms = [float(x.double().norm(dim=-1).mean()) for x in (q, k)]
+    return {"ref_entropy": ent / rows, "ref_max_prob": pmax / rows,
+            "logit_scale": norms[0] * norms[1] / math.sqrt(q.shape[-1])}
 
 
 def variant_params(case: Case) -> dict[str, Any]:
@@ -211,18 +269,24 @@ def variant_params(case: Case) -> dict[str, Any]:
 
 
 def build(case: Case) -> variants.Attention:
-    """The variant for this case, on the case device and dtype; Linformer's E, F drawn from the case seed."""
+    """The variant for this case, on the case device and dtype; Nyström's exact-pinv ablation is its unregistered
+    subclass; random parts (Linformer's normal E, F) drawn from the case seed."""
     name = case["variant"]
     if not variants.get(name).spec.exact and name not in BUDGET_PARAM:
         raise NotImplementedError(f"{NAME}: no budget parameter known for {name}; add it to BUDGET_PARAM")
+    cls = metrics.ExactPinvNystrom if case.get("pinv") == "exact" else variants.get(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(case["seed"])
-        attn = variants.create(name, d_head=case["D"], n_heads=case["H"], causal=False, max_seq_len=case["T"],
-                               **variant_params(case))
-    attn = attn.to(device=resolve_device(case["device"]), dtype=DTYPES[case["dtype"]])
-    if case.get("init") == "identity":
-        attn.identity_projections_()
-    return attn
+        attn = cls(d_head=case["D"], n_heads=case["H"], causal=False, max_seq_len=case["T"], **variant_params(case))
+    return attn.to(device=resolve_device(case["device"]), dtype=DTYPES[case["dtype"]])
+
+
+def set_projections_(attn: variants.Attention, case: Case, qkv, ref: torch.Tensor) -> None:
+    """Linformer's training-free E, F: pooled, or fitted to these inputs; "normal" keeps the seeded init."""
+    if case.get("init") == "pooled":
+        metrics.pool_projections_(attn, case["T"])
+    elif case.get("init") == "fitted":
+        metrics.fit_projections_(attn, *qkv, ref)
 
 
 def attended_fraction(attn: variants.Attention, T: int) -> float | None:
@@ -239,27 +303,37 @@ def exactness(case: Case) -> dict[str, Any]:
     return {"exact_limit": limit, "at_exact_limit": bool(reached)}
 
 
-def errors(out: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
-    """Relative Frobenius error over the whole output, the max absolute error, and the reference's RMS (the scale
-    the relative error divides by: small when attention is diffuse, as the output is then an average of many v)."""
-    diff = out.double() - ref
-    return {"rel_error": float(diff.norm() / ref.norm()), "max_abs_error": float(diff.abs().max()),
-            "ref_rms": float(ref.norm() / math.sqrt(ref.numel()))}
+def matrix_metrics(attn: variants.Attention, case: Case, q: torch.Tensor, k: torch.Tensor) -> dict[str, Any]:
+    """P̂'s error and the uniform matrix's, where the T/D forwards that form P̂ cost at most p_error_max_flops;
+    blank (None) elsewhere, so no point is ever estimated."""
+    T, D = case["T"], case["D"]
+    cost = -(-T // D) * attn.spec.analytic_flops(case["B"], case["H"], T, D, **attn.params)
+    p = metrics.exact_matrix(q, k)
+    out: dict[str, Any] = metrics.trivial_matrix_errors(p)
+    if cost > case["p_error_max_flops"]:
+        return {**out, "p_error": None, "p_tv": None}
+    return {**out, **metrics.matrix_errors(metrics.effective_matrix(attn, q, k), p)}
 
 
 def execute(case: Case) -> dict[str, Any]:
-    """One forward of one variant against float64 exact attention on the same inputs."""
+    """One forward of one variant against float64 exact attention on the same inputs, and the trivial outputs."""
     torch.set_num_threads(case["threads"])
     attn = build(case)
     q, k, v = make_inputs(case)
     with torch.no_grad():
-        out = attn(q, k, v)
         ref = variants.reference_attention(q.double(), k.double(), v.double())
-        row = {**errors(out, ref), **attention_stats(q, k)}
+        set_projections_(attn, case, (q, k, v), ref)
+        row = {**metrics.output_errors(attn(q, k, v), ref, v), **metrics.trivial_errors(ref, v),
+               **attention_stats(q, k), **matrix_metrics(attn, case, q, k)}
         row["attended_fraction"] = attended_fraction(attn, case["T"])
+    row["config"], row["ablation"] = configuration(case.as_dict())
     row["budget_name"] = budget_name(case["variant"])
     return {**row, **exactness(case)}
+
+
 SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute, parallel=True,
               summarize=summary,
-              metrics=("rel_error", "max_abs_error", "ref_rms", "ref_entropy", "ref_max_prob", "attended_fraction",
+              metrics=("rel_error", "v_error", "max_abs_error", "ref_rms", "zeros_rel_error", "zeros_v_error",
+                       "mean_v_rel_error", "mean_v_v_error", "p_error", "p_tv", "uniform_p_error", "uniform_p_tv",
+                       "ref_entropy", "ref_max_prob", "logit_scale", "attended_fraction", "config", "ablation",
                        "budget_name", "exact_limit", "at_exact_limit"))

@@ -26,7 +26,7 @@ CALIBRATION = "bench.measure:gemm_calibration"  # GEMM peak, stored in the manif
 @dataclass(frozen=True)
 class Config(MeasureConfig):
     variants: tuple[str, ...] = ()  # empty: every registered variant
-    seq_lens: tuple[int, ...] = log2_grid(128, 4096)  # T, sequence lengths
+    seq_lens: tuple[int, ...] = log2_grid(64, 4096)  # T, sequence lengths
     phases: tuple[str, ...] = PHASES  # forward | forward_backward | train_step
     causal: tuple[bool, ...] = (False, True)  # causal settings measured (false, true)
     train_step_max_t: int = 1024  # the whole-model step is the slowest phase: measured up to this T only
@@ -55,6 +55,12 @@ PROFILES = {
     # past the last-level cache for the sub-quadratic variants; fresh children from 32768 (docs/sweeps.md)
     "full": Config(seq_lens=log2_grid(128, 131072), min_run_time=0.5, time_cap_s=600.0, train_step_max_t=8192,
                    quadratic_max_t=32768, fresh_child_min_t=32768),
+    # one GPU (README, Scaling out): from past the launch-bound lengths until each variant runs out of the GPU's
+    # memory (oom rows), the quadratic ones until their time does; bf16 here, fp32 in gpu_fp32 (docs/sweeps.md)
+    "gpu": Config(seq_lens=log2_grid(1024, 1 << 23), dtype="bfloat16", device="cuda", min_run_time=0.2,
+                  time_cap_s=600.0, train_step_max_t=16384, quadratic_max_t=1 << 19),
+    "gpu_fp32": Config(seq_lens=log2_grid(1024, 1 << 23), dtype="float32", device="cuda", min_run_time=0.2,
+                       time_cap_s=600.0, train_step_max_t=16384, quadratic_max_t=1 << 18),
 }
 
 

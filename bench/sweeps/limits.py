@@ -17,7 +17,7 @@ from bench.config import Case, ConfigError, MeasureConfig
 from bench.isolate import default_mem_cap_bytes
 from bench.outcome import Outcome
 from bench.sweep import TIMING, Plan, Summary, Sweep, no_cases
-from bench.analysis.limits import summary
+from bench.analysis.limits import censored_why, censoring, summary
 from bench.measure import Shape, peak_memory, phase_callable, resolve_device, time_callable
 
 NAME = "limits"
@@ -36,6 +36,7 @@ class Config(MeasureConfig):
     max_t: int = 2 ** 22  # the search cap: a limit above it is censored
     grid: int = 256  # bisection stays on multiples of this
     bisect_steps: int = 4  # bisection steps after doubling found a bracket
+    memory_time_cap_s: float = 600.0  # time cap of a memory probe: an O(T)-memory kernel is O(T²) time
 
     def validate(self) -> None:
         super().validate()
@@ -50,11 +51,16 @@ class Config(MeasureConfig):
             raise ConfigError(f"--mem-budget-bytes={self.mem_budget_bytes} is below the 64 MiB a case needs to run")
         if self.time_budget_s <= 0:
             raise ConfigError("--time-budget-s must be > 0")
+        if not self.memory_time_cap_s > 0:
+            raise ConfigError("--memory-time-cap-s must be > 0")
 
 
 PROFILES = {
-    # time_cap_s bounds each probe: full_sdpa's O(T) memory search otherwise runs O(T²) forwards for minutes
-    "quick": Config(mem_budget_bytes=1 * GiB, time_budget_s=0.1, bisect_steps=3, max_t=2 ** 20, time_cap_s=5.0),
+    # time_cap_s bounds each time probe; memory probes get memory_time_cap_s, so full_sdpa's O(T)-memory search
+    # goes past the 5 s where it stopped before, until a probe's cap censors it (its 1 GiB limit is ~250k tokens,
+    # minutes per forward)
+    "quick": Config(mem_budget_bytes=1 * GiB, time_budget_s=0.1, bisect_steps=3, max_t=2 ** 20, time_cap_s=5.0,
+                    memory_time_cap_s=30.0),
     "full": Config(),
 }
 
@@ -136,7 +142,8 @@ def search_steps(start: int, max_t: int, grid: int, steps: int) -> Generator[int
     return lo, hi
 
 
-def search(probe: Callable[[int], bool], start: int, max_t: int, grid: int, steps: int) -> tuple[int | None, int | None]:
+def search(probe: Callable[[int], bool], start: int, max_t: int, grid: int,
+           steps: int) -> tuple[int | None, int | None]:
     """``search_steps`` driven by a ``probe(T) -> fits`` callable."""
     walk = search_steps(start, max_t, grid, steps)
     try:
@@ -162,7 +169,7 @@ def limit_case(cfg: Config, variant: str, budget: str) -> Case:
 
 def _search(cfg: Config, variant: str, budget: str) -> Plan:
     """One (variant, budget) search: yields its probes, then the limit found as a ``Summary``."""
-    result, failures = limit_case(cfg, variant, budget), {}  # T -> why it did not fit: over budget | oom | ...
+    result, failures, fitted = limit_case(cfg, variant, budget), {}, []  # failures: T -> over budget | oom | ...
     walk = search_steps(cfg.start_t, cfg.max_t, cfg.grid, cfg.bisect_steps)
     T = next(walk)
     while True:
@@ -171,15 +178,19 @@ def _search(cfg: Config, variant: str, budget: str) -> Plan:
             yield Summary(result, Outcome("unsupported", error=outcome.error))
             return
         fits = outcome.status == "ok" and bool(outcome.metrics.get("fits"))
-        if not fits:
+        if fits:
+            fitted.append(T)
+        else:
             failures[T] = "over budget" if outcome.status == "ok" else outcome.status
+            if censoring(budget, failures[T]):  # the probe's cap, not the budget: no bracket to bisect
+                yield Summary(result, Outcome("ok", {"max_fit_t": max(fitted, default=None), "min_fail_t": T,
+                                                     "censored": True, "min_fail_why": censored_why(failures[T])}))
+                return
         try:
             T = walk.send(fits)
         except StopIteration as stop:
             lo, hi = stop.value
             break
-    # A memory search can end on the time cap (an O(T²)-time, O(T)-memory kernel): then the memory limit is only
-    # bounded below, and `min_fail_why` says so.
     yield Summary(result, Outcome("ok", {"max_fit_t": lo, "min_fail_t": hi, "censored": hi is None,
                                          "min_fail_why": failures.get(hi, "")}))
 
@@ -198,12 +209,21 @@ def mem_cap(cfg: Config, case: Case) -> int | None:
     return int(cfg.mem_budget_bytes * 1.5) if case["budget"] == "memory" else cfg.mem_cap_bytes
 
 
+def time_cap(cfg: Config, case: Case) -> float:
+    """Memory probes run under ``memory_time_cap_s`` (an O(T)-memory, O(T²)-time kernel reaches its memory limit
+    only after long forwards), time probes under ``time_cap_s``."""
+    return cfg.memory_time_cap_s if case["budget"] == "memory" else cfg.time_cap_s
+
+
 def manifest(cfg: Config) -> dict[str, Any]:
-    time_cap = default_mem_cap_bytes() if cfg.mem_cap_bytes is None else cfg.mem_cap_bytes
-    return {"mem_cap_bytes": int(cfg.mem_budget_bytes * 1.5), "time_probe_mem_cap_bytes": time_cap}
+    """The probes' caps; a CUDA worker without one may use the whole GPU (``Worker.for_device``): None."""
+    default = None if cfg.run_device.startswith("cuda") else default_mem_cap_bytes()
+    time_cap = default if cfg.mem_cap_bytes is None else cfg.mem_cap_bytes
+    return {"mem_cap_bytes": int(cfg.mem_budget_bytes * 1.5), "time_probe_mem_cap_bytes": time_cap,
+            "memory_probe_time_cap_s": cfg.memory_time_cap_s}
 
 
 SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=no_cases, execute=execute, plan=plan,
               metrics=(*TIMING, "fits", "input_bytes", "peak_bytes", "total_bytes", "max_fit_t", "min_fail_t",
                        "censored", "min_fail_why"),
-              mem_cap=mem_cap, manifest=manifest, summarize=summary)
+              mem_cap=mem_cap, time_cap=time_cap, manifest=manifest, summarize=summary)
