@@ -140,6 +140,37 @@ def causal_linear_attention(phi_q: Tensor, phi_k: Tensor, v_aug: Tensor, chunk_s
     return torch.cat(chunks, dim=-2)
 
 
+def _decay(later: Tensor, earlier: Tensor) -> Tensor:
+    """exp(earlier − later), <= 1 where earlier <= later; 0 where both are −inf (only padded keys so far)."""
+    return torch.exp(earlier - later).nan_to_num_(nan=0.0)
+
+
+def prefix_max_attention(phi_q: Tensor, phi_k: Tensor, v_aug: Tensor, shift: Tensor, chunk_size: int) -> Tensor:
+    """``causal_linear_attention`` for keys stored as φ(k_j)·exp(−m_j) with their own shifts m (B, H, T).
+
+    Query i weighs key j <= i by exp(m_j − M_i), M_i = max_{j<=i} m_j: every factor is <= 1 and the largest is 1,
+    so nothing overflows, and out_i depends on keys j <= i only, exactly (M_i is a row constant: it cancels in the
+    normalised output). Within a chunk the factors are a masked (c, c) matrix; across chunks the running state is
+    kept relative to the max so far and rescaled when it grows, as in online softmax. Same matmuls as the plain
+    core; the factors are element-wise.
+    """
+    B, H, T, Fdim = phi_q.shape
+    running = shift.cummax(dim=-1).values  # M_i: (B, H, T)
+    state = v_aug.new_zeros(B, H, Fdim, v_aug.shape[-1])  # Σ_{j < chunk start} φ(k_j)ᵀ[v_j | 1]·exp(m_j − M_prev)
+    before = shift.new_full((B, H, 1), float("-inf"))  # M_prev: the running max at the chunk's start
+    chunks = []
+    for q_c, k_c, v_c, m_c, r_c in zip(*(x.split(chunk_size, dim=-2) for x in (phi_q, phi_k, v_aug)),
+                                       shift.split(chunk_size, dim=-1), running.split(chunk_size, dim=-1)):
+        weights = _decay(r_c.unsqueeze(-1), m_c.unsqueeze(-2))  # (B, H, L, L): exp(m_j − M_i)
+        scores = torch.tril((q_c @ k_c.transpose(-2, -1)).mul_(weights))  # (B, H, L, F) @ (B, H, F, L)
+        carried = (q_c @ state).mul_(_decay(r_c, before).unsqueeze(-1))  # (B, H, L, F) @ (F, E), · exp(M_prev − M_i)
+        chunks.append(scores @ v_c + carried)  # (B, H, L, L) @ (B, H, L, E) -> (B, H, L, E)
+        end = r_c[..., -1:]
+        state = state * _decay(end, before).unsqueeze(-1) + k_c.transpose(-2, -1) @ (v_c * _decay(end, m_c)[..., None])
+        before = end
+    return torch.cat(chunks, dim=-2)
+
+
 def normalise(out_aug: Tensor, eps: float) -> Tensor:
     """Split [numerator | denominator] and divide; a query that sees no valid key gets 0 (finite)."""
     num, den = out_aug[..., :-1], out_aug[..., -1:]  # (B, H, T, E) -> (B, H, T, D), (B, H, T, 1)
@@ -147,10 +178,15 @@ def normalise(out_aug: Tensor, eps: float) -> Tensor:
 
 
 def attend_features(phi_q: Tensor, phi_k: Tensor, v: Tensor, key_valid: Tensor | None, *, causal: bool,
-                    chunk_size: int, eps: float) -> Tensor:
-    """The full linear-attention forward from feature maps; phi_k rows of padded keys must already be 0."""
+                    chunk_size: int, eps: float, key_shift: Tensor | None = None) -> Tensor:
+    """The full linear-attention forward from feature maps; phi_k rows of padded keys must already be 0.
+
+    ``key_shift`` (B, H, T), causal only: φ(K)'s rows were each scaled by exp(−shift_j) (−inf: a padded key);
+    the core then restores them relative to the running max of the shifts (``prefix_max_attention``)."""
     values = masked_values(v, key_valid, phi_q.dtype)
-    if causal:
+    if causal and key_shift is not None:
+        out = normalise(prefix_max_attention(phi_q, phi_k, augment_values(values), key_shift, chunk_size), eps)
+    elif causal:
         out = normalise(causal_linear_attention(phi_q, phi_k, augment_values(values), chunk_size), eps)
     else:
         out = linear_attention(phi_q, phi_k, values, eps)
@@ -266,9 +302,9 @@ def performer_memory(B: int, H: int, T: int, D: int, *, causal: bool, elem_bytes
                      seed: int, chunk_size: int) -> int:
     """Peak of one forward, output included: the core with F = r, plus any upcast copies. The (T, r) logits are
     shifted and exponentiated in place, so each feature map is one (T, r) tensor; the keys' (T, D) temporary x²
-    is freed before the peak."""
+    is freed before the peak. Causal adds the keys' own shifts and their running max, (T,) each."""
     check_performer(n_features, seed, chunk_size)
-    elems = B * H * core_memory_elems(T, n_features, D, causal, chunk_size)
+    elems = B * H * (core_memory_elems(T, n_features, D, causal, chunk_size) + (2 * T if causal else 0))
     return elems * max(elem_bytes, 4) + upcast_bytes(B, H, T, D, elem_bytes)
 
 
@@ -322,17 +358,31 @@ def favor_query_features(q: Tensor, omega: Tensor) -> Tensor:
     return _shifted_exp(proj, proj.amax(dim=-1, keepdim=True).detach(), omega.shape[0])
 
 
-def favor_key_features(k: Tensor, omega: Tensor, key_valid: Tensor | None) -> Tensor:
-    """φ(k) with one max over all valid keys and features per (batch, head) subtracted; padded keys exactly 0.
-
-    Padded logits are set to -inf before the max and the exp, so padding content reaches neither.
-    """
+def _key_logits(k: Tensor, omega: Tensor, key_valid: Tensor | None) -> Tensor:
+    """FAVOR+ key logits, padded keys' set to −inf, so padding content reaches neither the max nor the exp."""
     logits = favor_logits(k, omega)
     if key_valid is not None:
         logits = logits.masked_fill(~key_valid[:, None, :, None], float("-inf"))
+    return logits
+
+
+def _finite(m: Tensor) -> Tensor:
+    return torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # every key padded: any finite shift
+
+
+def favor_key_features(k: Tensor, omega: Tensor, key_valid: Tensor | None) -> Tensor:
+    """φ(k) with one max over all valid keys and features per (batch, head) subtracted; padded keys exactly 0."""
+    logits = _key_logits(k, omega, key_valid)
     m = logits.amax(dim=(-2, -1), keepdim=True).detach()  # (B, H, T, r) -> (B, H, 1, 1)
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # every key padded: any finite shift
-    return _shifted_exp(logits, m, omega.shape[0])
+    return _shifted_exp(logits, _finite(m), omega.shape[0])
+
+
+def favor_causal_key_features(k: Tensor, omega: Tensor, key_valid: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(φ(k_j)·exp(−m_j), m) with each key's own detached max m_j = max_f logit_jf (−inf for a padded key), so a
+    key's features never depend on another key's; the causal core applies exp(m_j − M_i) (``prefix_max_attention``)."""
+    logits = _key_logits(k, omega, key_valid)
+    m = logits.amax(dim=-1, keepdim=True).detach()  # (B, H, T, r) -> (B, H, T, 1)
+    return _shifted_exp(logits, _finite(m), omega.shape[0]), m.squeeze(-1)
 
 
 @register
@@ -344,11 +394,9 @@ class PerformerAttention(Attention):
     parameter; ``redraw(seed)`` replaces it. O(T·r·D) time, O(T·r) memory. Stabilised as in the paper's code: a
     detached per-row max is subtracted from query logits, one detached max over all (valid) keys from key logits.
     Deviations: we subtract the max of the whole logit (including −‖x‖²/2; the code uses ωᵀx only), add no 1e-6
-    to the features (padded keys must stay exactly 0), and use eps = 1e-12 in the denominator. In causal mode the
-    key shift depends on later keys; it cancels between numerator and denominator, so only eps and underflow see
-    it, but they do: with large logits (inputs scaled by 100, D = 1) a later key's shift underflows an earlier
-    query's features and its output reads 0 instead of v₀ (the fuzz test's failing example; a causal prefix-max
-    shift would fix it, open). Causal runs through the same chunked core as linear_elu.
+    to the features (padded keys must stay exactly 0), and use eps = 1e-12 in the denominator. Causal mode shifts
+    each key by its own max and the core by the running max of those (``prefix_max_attention``): one max over all
+    keys would let a later key underflow an earlier query's output (inputs ×100, D = 1: 0 instead of v₀).
     """
 
     spec = AttentionSpec(
@@ -381,6 +429,12 @@ class PerformerAttention(Attention):
         return favor_query_features(q.to(dtype), omega), favor_key_features(k.to(dtype), omega, key_valid)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, key_valid: Tensor | None) -> Tensor:
-        phi_q, phi_k = self.features(q, k, key_valid)
-        return attend_features(phi_q, phi_k, v, key_valid, causal=self.causal,
-                               chunk_size=self.params["chunk_size"], eps=PERFORMER_EPS)
+        if not self.causal:
+            phi_q, phi_k = self.features(q, k, key_valid)
+            return attend_features(phi_q, phi_k, v, key_valid, causal=False, chunk_size=self.params["chunk_size"],
+                                   eps=PERFORMER_EPS)
+        dtype = compute_dtype(q.dtype)
+        omega = self.omega.to(device=q.device, dtype=dtype)
+        phi_k, shift = favor_causal_key_features(k.to(dtype), omega, key_valid)
+        return attend_features(favor_query_features(q.to(dtype), omega), phi_k, v, key_valid, causal=True,
+                               chunk_size=self.params["chunk_size"], eps=PERFORMER_EPS, key_shift=shift)
