@@ -7,7 +7,8 @@ tests/reliability/bad_inputs.py`` writes docs/bad-input.md from this list; a tes
 Placeholders in a command: RESULTS (a folder holding a valid efficiency results file), FILE (a regular file),
 EMPTY (an empty folder), OTHER (that folder with a limits file named as an efficiency one), NEWER (a file of a
 newer schema), GARBAGE (a results folder whose file has one garbage line), BLANK (an empty results file),
-REPORTS (a fresh report folder), PLUGIN (a folder with a plugin that registers ``full_naive`` again).
+REPORTS (a fresh report folder), PLUGIN (a folder with a plugin that registers ``full_naive`` again), READONLY (a
+results folder without write permission, tried as a user other than root: root may write anywhere).
 """
 from __future__ import annotations
 
@@ -58,6 +59,10 @@ CASES: tuple[Bad, ...] = (
     Bad("out-dir under a regular file", "run efficiency --out-dir=FILE/runs", "Not a directory; pass a writable --out-dir"),
     Bad("out-dir the OS will not let us write (/proc)", "run efficiency --out-dir=/proc/self",
         "pass a writable --out-dir"),
+    Bad("a results folder without write permission", "run efficiency --out-dir=READONLY",
+        "Permission denied; pass a writable --out-dir"),
+    Bad("--resume into a results folder without write permission", "run efficiency --resume --out-dir=READONLY",
+        "Permission denied; pass a writable --out-dir"),
     Bad("--resume on another sweep's file", "run efficiency --resume --out-dir=OTHER",
         "holds results of sweep 'limits', not 'efficiency'"),
     Bad("--resume on a file of a newer schema", "run efficiency --resume --out-dir=NEWER",

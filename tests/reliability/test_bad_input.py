@@ -2,12 +2,17 @@
 documented exit code, no traceback, and the results folder byte-identical before and after."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -20,6 +25,14 @@ from reliability_helpers import ROOT, PYTHON, env, folder_hash
 FIXTURE = ROOT / "tests" / "fixtures" / "results"
 CLI_CASES = [b for b in CASES if not b.command.startswith("python:") and "(SIGINT)" not in b.command]
 API_CASES = [b for b in CASES if b.command.startswith("python:")]
+# The progress lines every run and report prints on stderr (bench.progress, bench.report): not the answer to a
+# bad input, so they are set aside before counting its one line.
+PROGRESS = re.compile(r"^(report: figure \d+/\d+ |[\w-]+: case \d+(/\d+)?, )")
+
+
+def answer_lines(err: str) -> list[str]:
+    """stderr without the progress lines."""
+    return [line for line in err.strip().splitlines() if not PROGRESS.match(line)]
 
 
 def _write(path: Path, records: list) -> None:
@@ -28,7 +41,7 @@ def _write(path: Path, records: list) -> None:
 
 
 @pytest.fixture(scope="module")
-def places(tmp_path_factory) -> dict[str, Path]:
+def places(tmp_path_factory) -> Iterator[dict[str, Path]]:
     """The folders the placeholders name, each written once."""
     base = tmp_path_factory.mktemp("bad")
     manifest = store.manifest(sweep="efficiency", profile="quick", device="cpu",
@@ -47,7 +60,33 @@ def places(tmp_path_factory) -> dict[str, Path]:
                                             "from variants import register", "register(NaiveAttention)"])
     p["FILE"] = base / "a-file"
     p["FILE"].write_text("not a folder\n")
-    return p
+    p["READONLY"] = Path(tempfile.mkdtemp(prefix="attention-limits-readonly-"))  # in /tmp: others may enter it
+    _write(store.results_path(p["READONLY"], "efficiency", "quick", "cpu"), real)
+    for path in (p["READONLY"], *p["READONLY"].iterdir()):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    yield p
+    p["READONLY"].chmod(0o755)
+    shutil.rmtree(p["READONLY"])
+
+
+NOBODY = 65534  # the conventional unprivileged id; no passwd entry is needed to take it
+
+
+@contextlib.contextmanager
+def not_root():
+    """Run the block as ``nobody`` when the tests run as root (whom no permission bit stops): the effective
+    ids only, so they can be switched back. Nobody may not be able to read this Python's own library: the caller
+    runs the same command once as root first, so everything it imports is loaded already."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setegid(NOBODY)
+    os.seteuid(NOBODY)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
 
 
 def argv_of(bad: Bad, places: dict[str, Path]) -> list[str]:
@@ -62,10 +101,14 @@ def test_a_bad_command_gets_one_line_and_changes_nothing(bad, places, capsys, mo
     monkeypatch.chdir(places["PLUGIN"])  # where `check --plugin=dup_plugin` finds its module
     stored = [name for name, path in places.items() if path.is_dir() and name != "REPORTS"]  # REPORTS: output
     before = {name: folder_hash(places[name]) for name in stored}
-    code = cli.main(argv_of(bad, places))
-    err = capsys.readouterr().err.strip()
+    if "READONLY" in bad.command:  # the same command into FILE/x (refused as root too): its imports, as root
+        cli.main([w.replace(str(places["READONLY"]), f"{places['FILE']}/x") for w in argv_of(bad, places)])
+        capsys.readouterr()
+    with not_root() if "READONLY" in bad.command else contextlib.nullcontext():
+        code = cli.main(argv_of(bad, places))
+    err = capsys.readouterr().err
     assert code == bad.code and bad.expect in err, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert len(answer_lines(err)) == 1 and "Traceback" not in err, err
     assert before == {name: folder_hash(places[name]) for name in stored}
 
 
@@ -96,10 +139,22 @@ def test_ctrl_c_exits_130_with_one_line_and_the_rows_kept(tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == bad.code and err.strip().splitlines() == [f"attention-limits: error: {bad.expect}"
-                                                                          .replace("error: ", "")], err
+    assert proc.returncode == bad.code and answer_lines(err) == [f"attention-limits: {bad.expect}"], err
     assert len(store.finished_case_ids(path)) >= 2  # the rows so far are kept
     shutil.rmtree(tmp_path)
+
+
+def test_limits_where_nothing_fits_says_so_instead_of_an_empty_table():
+    """Every search failed at its first T: the summary is one sentence with the fix, not ``Empty DataFrame``."""
+    import pandas as pd
+
+    from bench.analysis.limits import summary
+
+    rows = pd.DataFrame({"kind": "limit", "status": "ok", "variant": ["full_naive", "linear_elu"],
+                         "budget": ["memory", "time"], "max_fit_t": [float("nan")] * 2, "min_fail_t": [1, 1]})
+    text = summary(rows)
+    assert text.startswith("no variant fits even the smallest T") and "raise the budgets" in text
+    assert "Empty" not in text and len(text.splitlines()) == 1
 
 
 def test_the_catalogue_in_docs_is_generated_from_these_cases():
