@@ -135,12 +135,13 @@ def test_ctrl_c_exits_130_with_one_line_and_the_rows_kept(tmp_path):
     proc = subprocess.Popen([PYTHON, "-m", "bench", *argv], env=env(), cwd=ROOT, stderr=subprocess.PIPE, text=True)
     path = store.results_path(tmp_path, "efficiency", "quick", "cpu")
     deadline = time.monotonic() + 300
-    while len(store.finished_case_ids(path)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+    while not store.finished_case_ids(path) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    seen = store.finished_case_ids(path)
+    proc.send_signal(signal.SIGINT)  # during the second case (each takes seconds) or the third
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == bad.code and answer_lines(err) == [f"attention-limits: {bad.expect}"], err
-    assert len(store.finished_case_ids(path)) >= 2  # the rows so far are kept
+    assert seen and seen <= store.finished_case_ids(path)  # the rows so far are kept
     shutil.rmtree(tmp_path)
 
 

@@ -3,7 +3,9 @@ causal or not, random padding masks with fully padded rows and single valid toke
 1e4 (large logits). Outputs are finite and shaped right; causal outputs ignore the future; padded keys' contents
 never reach a query; a query with no valid key gets the documented finite output (``variants/base.py``).
 
-200 examples per property and variant in CI (profile "ci", tests/reliability/conftest.py), 2000 nightly.
+Shapes are small (T <= 17, D <= 8, B, H <= 2) with each variant's chunk, window, block and budget drawn small too,
+so every structure is exercised in milliseconds. 50 examples per property and variant in CI (300 to 400 per
+property), 500 nightly: profiles in tests/reliability/conftest.py.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 import variants
 
@@ -138,3 +140,9 @@ def test_padded_keys_never_reach_a_query(name, data):
     real = x.valid[:, None, :, None].expand_as(before) & sees_a_valid_key(x)
     assert_close(before[real], after[real], x.q.dtype)
     assert torch.isfinite(after).all()
+
+
+def test_the_ci_profile_runs_at_least_200_examples_per_property():
+    per_variant = settings.get_profile("ci").max_examples
+    assert per_variant * min(len(ALL), len(CAUSAL), len(PADDED)) >= 200
+    assert set(CAUSAL) <= set(ALL) and set(PADDED) <= set(ALL) and len(ALL) == len(variants.names())

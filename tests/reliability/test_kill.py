@@ -2,7 +2,7 @@
 cases, none lost, none twice, and every line parses but a torn last line that the loader reports and skips.
 
 Most trials run the cases inside the parent (``sweep_driver.py --inline``: a start costs ~0.3 s, not a worker
-child's torch import), so >= 20 kills fit in CI; a few more kill a parent that has a real worker child (its child
+child's torch import), so >= 20 kills fit in CI; two more kill a parent that has a real worker child (its child
 dies with it, and its lock is left stale for the resume to take over).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from reliability_helpers import driver
 KILLS = int(os.environ.get("RELIABILITY_KILLS", "20"))  # inline trials; nightly: more
 CASES = 8
 ROW_S = 0.1  # about one nap case (50 ms) plus its torn write (40 ms), inline
-MODES = {"inline": (("--inline",), KILLS, 0.4), "worker": ((), 3, 5.0)}  # flags, kills, seconds to the first row
+MODES = {"inline": (("--inline",), KILLS, 0.4), "worker": ((), 2, 5.0)}  # flags, kills, seconds to the first row
 
 
 def rows_of(path) -> tuple[list[str], list[int]]:
@@ -71,12 +71,14 @@ def test_random_sigkills_of_the_parent_lose_and_repeat_nothing(tmp_path, expecte
         path = store.results_path(out, "fake", "quick", "cpu")
         rounds += 1
         resume = False
-        while run_and_maybe_kill(out, rng, flags, start_s, resume):
+        while kills < wanted and run_and_maybe_kill(out, rng, flags, start_s, resume):
             kills += 1
             _, skipped = rows_of(path)
             assert skipped in ([], [last_line_number(path)]), f"only a torn last line may be unreadable: {skipped}"
             torn += bool(skipped)
             resume = True
+        if kills >= wanted and resume:  # enough kills: the last one is resumed without one
+            assert driver(out, CASES, *flags, "--resume").wait() == 0
         ids, skipped = rows_of(path)
         duplicated = [i for i, n in collections.Counter(ids).items() if n > 1]
         assert not skipped and not duplicated and sorted(ids) == sorted(expected)
