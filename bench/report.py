@@ -97,8 +97,9 @@ def markdown_section(i: int, result: FigureResult | NotMeasured) -> str:
     if isinstance(result, NotMeasured):
         return (f"## {i}. {result.title}\n\n**Not measured yet**: run `{result.command}` ({result.reason}).\n")
     note = commits_note(result.sources)
+    extra = "".join(f"{heading}\n\n{markdown_table(table)}\n\n" for heading, table in result.extra)
     return (f"## {i}. {result.title}\n\n![{result.title}](figures/{result.name}.png)\n\n{result.caption}\n\n"
-            f"{markdown_table(result.table)}\n\nMeasured by:{' ' + note if note else ''}\n\n"
+            f"{markdown_table(result.table)}\n\n{extra}Measured by:{' ' + note if note else ''}\n\n"
             f"{markdown_table(provenance(result.sources))}\n")
 
 
@@ -124,6 +125,7 @@ def html_section(i: int, result: FigureResult | NotMeasured) -> str:
     return (f'<section id="{result.name}"><h2>{title}</h2>\n'
             f'<img src="{data_uri(result.paths[0])}" alt="{html.escape(result.title)}">\n'
             f'<p class="caption">{html.escape(result.caption)}</p>\n{html_table(result.table)}\n'
+            + "".join(f"<p>{html.escape(heading)}</p>\n{html_table(table)}\n" for heading, table in result.extra) +
             f"<details><summary>Measured by</summary>\n{html_note}{html_table(provenance(result.sources))}\n"
             "</details></section>")
 

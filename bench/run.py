@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable, Iterable, Union
 
 from bench import executors, progress as progress_lines, store
 from bench.config import Case, ConfigError
@@ -82,22 +82,27 @@ class _Recorder:
             self.callback(case, outcome)
 
 
-def _drive(plan: Plan, run_one: Callable[[Case], Done], record: _Recorder) -> None:
-    """Run an adaptive plan to its end: each yielded case is executed, recorded and its outcome sent back; each
-    yielded ``Summary`` is written as its own kind."""
-    outcome: Outcome | None = None
+def _drive(plan: Plan, run_batch: Callable[[list[Case]], Iterable[Done]], record: _Recorder) -> None:
+    """Run an adaptive plan to its end: a yielded case is executed, recorded and its outcome sent back; a yielded
+    list of cases runs as one batch (in parallel where the executor allows), and their outcomes go back as a list
+    in the same order; a yielded ``Summary`` is written as its own kind."""
+    sent: Outcome | list[Outcome] | None = None
     while True:
         try:
-            item = plan.send(outcome)
+            item = plan.send(sent)
         except StopIteration:
             return
         if isinstance(item, Summary):
             record(item.case, item.outcome, kind=item.kind)
-            outcome = None
-        else:
-            done = run_one(item)
-            record(item, done.outcome, where=done.where)
-            outcome = done.outcome
+            sent = None
+            continue
+        batch = item if isinstance(item, list) else [item]
+        by_id = {}
+        for done in run_batch(batch):
+            record(done.job.case, done.outcome, where=done.where)
+            by_id[done.job.case.id] = done.outcome
+        outcomes = [by_id[case.id] for case in batch]
+        sent = outcomes if isinstance(item, list) else outcomes[0]
 
 
 def keep_earlier(path: Path) -> None:
@@ -139,7 +144,7 @@ def _run_locked(sweep: Sweep, cfg: Any, path: Path, *, profile: str, resume: boo
                 mem_cap_bytes: int | None, executor: str, address: str | None) -> Path:
     """``run_sweep``'s body, run while this process holds the results file's lock."""
     device = cfg.run_device
-    done = store.finished_case_ids(path) if resume else set()
+    done = store.finished_records(path) if resume else {}
     cases = None if sweep.plan else sweep_cases(sweep, cfg)
     todo = None if cases is None else [c for c in cases if c.id not in done]
     callback = progress if callable(progress) else None
@@ -168,7 +173,7 @@ def _run_locked(sweep: Sweep, cfg: Any, path: Path, *, profile: str, resume: boo
                         for item in finished:
                             recorder(item.job.case, item.outcome, where=item.where)
                 else:
-                    _drive(sweep.plan(cfg, done), lambda case: _run_one(runner, job(case)), recorder)
+                    _drive(sweep.plan(cfg, done), lambda batch: runner.run(job(c) for c in batch), recorder)
             except KeyboardInterrupt:
                 bar.close()  # the caller says "interrupted" once, after the bar's last line
                 raise

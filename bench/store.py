@@ -349,12 +349,18 @@ def warn_skipped(path: str | Path, numbers: list[int], last: int) -> None:
           file=sys.stderr)
 
 
+def finished_records(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The last record of every case id already in ``path`` (a row of any status, or a summary), by case id;
+    empty if the file does not exist. A resumed adaptive plan reads what it decided on from here."""
+    if not Path(path).exists():
+        return {}
+    return {r["case_id"]: r for r in read_records(path) if r.get("kind") in KINDS}
+
+
 def finished_case_ids(path: str | Path) -> set[str]:
     """Case ids that already have a record in ``path`` (a row of any status, or a summary); empty if the file does
     not exist."""
-    if not Path(path).exists():
-        return set()
-    return {r["case_id"] for r in read_records(path) if r.get("kind") in KINDS}
+    return set(finished_records(path))
 
 
 def _paths(paths: str | Path | Iterable[str | Path] | None, root: str | Path) -> list[Path]:

@@ -2,9 +2,11 @@
 
 A sweep module defines its Config (a ``bench.config.RunConfig`` subclass), profiles, ``cases`` and ``execute``,
 and exposes them as one ``SWEEP = Sweep(...)``; the optional hooks have defaults, so ``run_sweep`` never sniffs
-a module for attributes. An adaptive sweep (limits) gives a ``plan`` instead of a fixed case list: a generator
-that yields cases to run (and receives each one's ``Outcome``) or ``Summary`` records to write, so the manifest,
-the writer, resume and progress stay in ``run_sweep``.
+a module for attributes. An adaptive sweep (limits, accuracy's learning-rate
+tuning) gives a ``plan`` instead of a fixed case list: a generator that yields a case to run (and receives its
+``Outcome``), a list of cases to run as one parallel batch (and receives their outcomes, in order), or a
+``Summary`` record to write, so the manifest, the writer, resume and progress stay in ``run_sweep``. On resume
+the plan gets the records already stored, by case id, and yields only what is missing.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ class Summary:
     kind: str = "limit"
 
 
-Plan = Generator[Union[Case, Summary], Optional[Outcome], None]
+Plan = Generator[Union[Case, list, Summary], Union[Outcome, list, None], None]
 
 
 def no_cases(cfg: Any) -> Iterable[Case]:
@@ -61,7 +63,7 @@ class Sweep:
     ``fresh_child(cfg, case)``: run this case in a child that ran no other. ``calibration``: a worker target
     ("module:function") whose metrics go into the manifest. ``mem_cap(cfg, case)``: the worker's memory cap for a
     case; ``time_cap(cfg, case)``: its time cap in seconds. ``manifest(cfg)``: extra manifest fields.
-    ``plan(cfg, done)``: the adaptive planner (see the module).
+    ``plan(cfg, done)``: the adaptive planner (see the module); ``done`` maps finished case ids to their records.
     ``summarize(df)``: the one-screen table printed after a run (None: counts by status).
     """
 
@@ -77,7 +79,7 @@ class Sweep:
     mem_cap: Callable[[Any, Case], Optional[int]] = config_cap
     time_cap: Callable[[Any, Case], float] = config_time_cap
     manifest: Callable[[Any], dict] = no_extra
-    plan: Optional[Callable[[Any, set], Plan]] = None
+    plan: Optional[Callable[[Any, Mapping[str, dict]], Plan]] = None
     summarize: Optional[Callable[[Any], Any]] = field(default=None, compare=False)
 
     def __post_init__(self) -> None:

@@ -4,7 +4,13 @@ Splits (disjoint by construction, see ``bench.tasks``): the model trains on ``tr
 (and at step 0 and at the last step) it is evaluated on ``val``, which gives the learning curve, ``steps_to_target``
 and early stopping; the final number is measured once, after training, on ``test``, which nothing during training
 has looked at. So the early-stopping decision is a tuning decision made on val, and test stays an unbiased
-estimate of the model that was kept (the last one, not the best one: no checkpoint selection).
+estimate of the model that was kept.
+
+Stopping: at ``target_accuracy`` on val ("target"); with ``patience > 0``, after ``patience`` evaluations in a
+row in which the val loss did not fall below ``(1 - min_delta)`` times its best so far ("plateau"), and then the
+best-val-loss weights are the ones kept and tested; otherwise at the ``steps`` cap ("cap"). The loss, not the
+accuracy, decides the plateau: recall tasks sit at chance accuracy for hundreds of steps while the loss keeps
+falling, then jump. A run stopped by the cap is ``censored``: still improving by that rule when the budget ended.
 
 Metrics: token tasks score only positions whose target is not ``IGNORE`` (accuracy and loss are per scored
 position, pooled over the whole eval split); classify tasks score one label per sequence. The loss is the mean
@@ -21,6 +27,8 @@ the same machine and thread count gives bit-identical curves. Any module with th
 from __future__ import annotations
 
 import contextlib
+import copy
+import os
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -59,6 +67,9 @@ class TrainConfig:
     threads: int = 2
     grad_clip: float = 1.0  # max global grad norm; 0 turns clipping off
     eval_batch_size: int = 256
+    device: str = "cpu"  # cpu | cuda: where the model trains (data moves there once)
+    patience: int = 0  # evaluations without val-loss progress before a plateau stop (0: no plateau stop)
+    min_delta: float = 0.0  # relative val-loss drop that counts as progress for ``patience``
 
     def validate(self) -> None:
         """Raise a one-line ConfigError on the first bad field."""
@@ -67,9 +78,13 @@ class TrainConfig:
                 raise ConfigError(f"train: {label} must be >= 1, got {getattr(self, label)}")
         if not 0.0 <= self.final_lr_frac <= 1.0:
             raise ConfigError(f"train: final_lr_frac must be in [0, 1], got {self.final_lr_frac}")
-        for label in ("warmup", "seed", "weight_decay", "grad_clip"):
+        for label in ("warmup", "seed", "weight_decay", "grad_clip", "patience", "min_delta"):
             if getattr(self, label) < 0:
                 raise ConfigError(f"train: {label} must be >= 0, got {getattr(self, label)}")
+        if self.device not in ("cpu", "cuda"):
+            raise ConfigError(f"train: device must be cpu or cuda, got {self.device!r}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("train: device cuda asked for, but torch sees no CUDA device (use --device cpu)")
         if not self.lr > 0:
             raise ConfigError(f"train: lr must be > 0, got {self.lr}")
         if not 0.0 < self.target_accuracy <= 1.0:
@@ -81,7 +96,9 @@ class TrainConfig:
 @dataclass(frozen=True)
 class TrainResult:
     """What one fit measured. ``accuracy`` / ``loss`` / ``bits_per_byte`` are on the test split after training;
-    ``curve`` holds (step, val accuracy, val loss) at every evaluation; ``steps_to_target`` is None if censored."""
+    ``curve`` holds (step, val accuracy, val loss) at every evaluation; ``steps_to_target`` is None when the target
+    was not reached; ``stop_reason`` is "target", "plateau" or "cap"; ``best_step`` the eval step of the lowest val
+    loss (the weights kept when a plateau stopped the run)."""
 
     accuracy: float
     loss: float
@@ -91,11 +108,13 @@ class TrainResult:
     steps: int
     wall_s: float
     n_params: int
+    stop_reason: str = "cap"
+    best_step: int = 0
 
     @property
     def censored(self) -> bool:
-        """True when the target was not reached within the step budget."""
-        return self.steps_to_target is None
+        """True when the step cap, not the target or a plateau, ended the run."""
+        return self.stop_reason == "cap"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able fields plus ``censored``; the curve as a list of [step, acc, loss] lists."""
@@ -132,11 +151,15 @@ def check_compatible(model_cfg: ModelConfig, task_cfg: Any) -> None:
 
 
 def load_splits(task_name: str, task_cfg: Any, train_cfg: TrainConfig) -> tuple[TaskData, TaskData, TaskData]:
-    """(train, val, test) of one task, all from ``train_cfg.seed``; val and test hold ``n_eval`` each."""
+    """(train, val, test) of one task, all from ``train_cfg.seed``, on ``train_cfg.device``; val and test hold
+    ``n_eval`` each."""
     make = tasks.get(task_name).make
-    return (make(task_cfg, train_cfg.seed, train_cfg.n_train, "train"),
-            make(task_cfg, train_cfg.seed, train_cfg.n_eval, "val"),
-            make(task_cfg, train_cfg.seed, train_cfg.n_eval, "test"))
+    splits = (make(task_cfg, train_cfg.seed, train_cfg.n_train, "train"),
+              make(task_cfg, train_cfg.seed, train_cfg.n_eval, "val"),
+              make(task_cfg, train_cfg.seed, train_cfg.n_eval, "test"))
+    if train_cfg.device == "cpu":
+        return splits
+    return tuple(TaskData(*(t.to(train_cfg.device) for t in (d.x, d.y, d.valid))) for d in splits)  # type: ignore
 
 
 def score(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor, int]:
@@ -210,7 +233,9 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tenso
 
 @contextlib.contextmanager
 def deterministic(threads: int) -> Iterator[None]:
-    """Fixed thread count and deterministic algorithms while the block runs; the previous settings restored."""
+    """Fixed thread count and deterministic algorithms while the block runs; the previous settings restored.
+    (cuBLAS is deterministic only with a fixed workspace, set here before CUDA starts if the user has not.)"""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
     old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -223,32 +248,62 @@ def deterministic(threads: int) -> Iterator[None]:
         torch.set_num_threads(old_threads)
 
 
-def fit(model: nn.Module, train_data: TaskData, val: TaskData,
-        cfg: TrainConfig) -> tuple[tuple[CurvePoint, ...], int | None, int]:
-    """Train ``model`` in place. Returns (val curve, steps_to_target or None, steps run)."""
+@dataclass
+class _Watch:
+    """The stopping rule's state over the val curve: the lowest loss, its step and weights, and why to stop."""
+
+    cfg: TrainConfig
+    best: float = math.inf
+    best_step: int = 0
+    best_state: dict | None = None
+    stale: int = 0
+
+    def see(self, model: nn.Module, step: int, acc: float, loss: float) -> str | None:
+        """Record one evaluation; return "target" or "plateau" when training should stop there."""
+        if loss < self.best * (1.0 - self.cfg.min_delta) or self.best == math.inf:
+            self.best, self.best_step, self.stale = loss, step, 0
+            if self.cfg.patience:
+                self.best_state = copy.deepcopy(model.state_dict())
+        else:
+            self.stale += 1
+        if acc >= self.cfg.target_accuracy:
+            return "target"
+        if self.cfg.patience and self.stale >= self.cfg.patience:
+            return "plateau"
+        return None
+
+
+def fit(model: nn.Module, train_data: TaskData, val: TaskData, cfg: TrainConfig) -> tuple[tuple[CurvePoint, ...],
+                                                                                         str, _Watch]:
+    """Train ``model`` in place until the target, a plateau or the cap (see the module docstring); on a plateau
+    the best-val weights are loaded back. Returns (val curve, stop reason, the watch with the best step)."""
     opt, schedule = make_optimizer(model, cfg)
     order = batch_order(len(train_data), cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
     curve: list[CurvePoint] = []
-    reached: int | None = None
+    watch, reason = _Watch(cfg), "cap"
     model.train()
     for step in range(cfg.steps + 1):
         if step % cfg.eval_every == 0 or step == cfg.steps:
             acc, loss = evaluate(model, val, cfg.eval_batch_size)
             curve.append((step, acc, loss))
-            if acc >= cfg.target_accuracy:
-                reached = step
+            stop = watch.see(model, step, acc, loss)
+            if stop is not None:
+                reason = stop
                 break
         if step == cfg.steps:
             break
         idx = next(order)
         train_step(model, opt, train_data.x[idx], train_data.y[idx], train_data.valid[idx], cfg.grad_clip)
         schedule.step()
-    return tuple(curve), reached, curve[-1][0]
+    if reason == "plateau" and watch.best_state is not None:
+        model.load_state_dict(watch.best_state)
+    return tuple(curve), reason, watch
 
 
-def train(model_cfg: ModelConfig, task_name: str, task_cfg: Any, train_cfg: TrainConfig,
-          model: ModelFactory | None = None) -> TrainResult:
-    """Fit a model on ``task_name`` and measure it on the held-out test split (see the module docstring).
+def fit_model(model_cfg: ModelConfig, task_name: str, task_cfg: Any, train_cfg: TrainConfig,
+              model: ModelFactory | None = None) -> tuple[TrainResult, nn.Module]:
+    """Fit a model on ``task_name`` and measure it on the held-out test split (see the module docstring); return
+    the result and the trained model (the weights that were tested).
 
     ``model``: a factory ``ModelConfig -> nn.Module`` with the forward ``(tokens, valid) -> logits``; the default
     builds ``variants.model.Transformer(model_cfg)``. It is called right after ``torch.manual_seed(seed)``."""
@@ -258,11 +313,20 @@ def train(model_cfg: ModelConfig, task_name: str, task_cfg: Any, train_cfg: Trai
     train_data, val, test = load_splits(task_name, task_cfg, train_cfg)
     with deterministic(train_cfg.threads):
         torch.manual_seed(train_cfg.seed)
-        net = (model or Transformer)(model_cfg)
+        net = (model or Transformer)(model_cfg).to(train_cfg.device)
         start = time.perf_counter()
-        curve, reached, steps = fit(net, train_data, val, train_cfg)
+        curve, reason, watch = fit(net, train_data, val, train_cfg)
         wall_s = time.perf_counter() - start
         accuracy, loss = evaluate(net, test, train_cfg.eval_batch_size)
     bpb = bits_per_byte(loss) if task_name in BITS_PER_BYTE_TASKS else None
-    return TrainResult(accuracy=accuracy, loss=loss, bits_per_byte=bpb, steps_to_target=reached, curve=curve,
-                       steps=steps, wall_s=wall_s, n_params=count_parameters(net))
+    reached = curve[-1][0] if reason == "target" else None
+    result = TrainResult(accuracy=accuracy, loss=loss, bits_per_byte=bpb, steps_to_target=reached, curve=curve,
+                         steps=curve[-1][0], wall_s=wall_s, n_params=count_parameters(net), stop_reason=reason,
+                         best_step=watch.best_step)
+    return result, net
+
+
+def train(model_cfg: ModelConfig, task_name: str, task_cfg: Any, train_cfg: TrainConfig,
+          model: ModelFactory | None = None) -> TrainResult:
+    """``fit_model`` without the model: what one fit measured."""
+    return fit_model(model_cfg, task_name, task_cfg, train_cfg, model)[0]

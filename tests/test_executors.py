@@ -21,7 +21,7 @@ EFFICIENCY = efficiency.Config(variants=("full_naive", "linear_elu"), seq_lens=(
                                causal=(False,), min_run_time=0.01, threads=1)
 ACCURACY = accuracy.Config(tasks=("mqar",), variants=("full_sdpa", "linear_elu"), seq_lens=(16,), seeds=(0,),
                            steps=4, batch_size=8, eval_every=2, warmup=1, n_train=32, n_eval=16, d_model=16,
-                           n_layers=1, n_pairs=2, mqar_vocab=16, threads=1, jobs=2)
+                           n_layers=1, n_pairs=2, mqar_vocab=16, threads=1, jobs=2, lr_grid=(1e-3, 3e-3))
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +62,8 @@ def test_efficiency_through_ray_equals_local_in_every_deterministic_field(ray_in
 
 
 def test_seeded_accuracy_through_ray_equals_local(ray_instance, tmp_path):
-    local, ray = both(accuracy.SWEEP, ACCURACY, tmp_path)
-    assert list(local.index) == list(ray.index) and len(local) == 2
+    local, ray = both(accuracy.SWEEP, ACCURACY, tmp_path)  # the lr-tuning batch, then the grid, through each
+    assert list(local.index) == list(ray.index) and len(local) == 4
     for column in ("status", "accuracy", "loss", "n_params", "steps_run"):
         assert local[column].tolist() == ray[column].tolist(), column
 

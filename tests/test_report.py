@@ -106,27 +106,36 @@ def test_flops_figure_is_a_fraction_of_the_manifest_peak(results, tmp_path):
     assert row["fraction_of_peak"] == pytest.approx(expected)
 
 
-def test_accuracy_figure_averages_over_seeds(results, tmp_path):
+def test_accuracy_figure_gives_the_median_and_every_seed(results, tmp_path):
     table = draw(plots.fig_accuracy, results, tmp_path).table
     row = one(table, task="copy", variant="linear_elu", T=1024)
     assert row["accuracy_mean"] == pytest.approx(0.795) and row["n_seeds"] == 2
+    assert row["accuracy_median"] == pytest.approx(0.795) and len(row["per_seed"].split()) == 2
+    assert row["posing"] == "bidirectional"  # rows without a causal column were not posed causally
     assert 4096 not in set(table["T"])  # the oom row carries no accuracy
 
 
 def test_pareto_front(results, tmp_path):
-    table = draw(plots.fig_pareto, results, tmp_path).table
-    assert set(table["T"]) == {1024}
-    assert one(table, variant="full_sdpa")["pareto"] and not one(table, variant="linear_elu")["pareto"]
+    result = draw(plots.fig_pareto, results, tmp_path)
+    table = result.table
+    assert 1024 in set(table["T"])
+    at = table[table["T"] == 1024]
+    assert one(at, variant="full_sdpa")["pareto"] and not one(at, variant="linear_elu")["pareto"]
 
 
-def test_pareto_pairs_accuracy_and_time_at_the_same_T_only():
+def test_pareto_pairs_accuracy_and_time_at_the_same_T_and_posing_only():
     from bench.analysis.pareto import pareto_table
 
-    acc = pd.DataFrame({"variant": ["a", "b"], "T": [64, 64], "accuracy": [0.9, 0.5]})
-    eff = pd.DataFrame({"variant": ["a", "a", "b"], "T": [64, 128, 128], "phase": "forward", "causal": False,
-                        "status": "ok", "median_s": [1e-4, 2e-4, 1e-5]})
+    acc = pd.DataFrame({"task": "t", "variant": ["a", "b", "a", "c"], "posing": ["causal"] * 3 + ["bidirectional"],
+                        "T": [64, 64, 128, 128], "accuracy_median": [0.9, 0.5, 0.8, 0.9]})
+    eff = pd.DataFrame({"variant": ["a", "a", "b", "a", "c", "c"], "T": [64, 128, 128, 128, 128, 128],
+                        "phase": "forward", "causal": [True, True, True, False, True, False], "status": "ok",
+                        "median_s": [1e-4, 2e-4, 1e-5, 9.0, 9.0, 3e-4]})
     table = pareto_table(acc, eff)
-    assert table["variant"].tolist() == ["a"] and table["forward_s"].tolist() == [1e-4]  # b has no time at 64
+    assert table[["T", "variant", "forward_s"]].values.tolist() == [[64, "a", 1e-4], [128, "a", 2e-4],
+                                                                    [128, "c", 3e-4]]
+    # b has no time at 64; c's bidirectional accuracy meets its non-causal time; each T has its own front
+    assert table["pareto"].tolist() == [True, True, True]
 
 
 def test_approximation_figure_draws_the_published_configs_at_the_largest_T(results, tmp_path):

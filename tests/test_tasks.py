@@ -16,7 +16,7 @@ from bench.tasks import IGNORE, SPLITS, listops, local_motif, mqar, needle, text
 # Small configs so the whole file stays fast on 2 CPU cores.
 SMALL = {
     "mqar": mqar.Config(seq_len=64, n_pairs=8, vocab_size=64),
-    "needle": needle.Config(seq_len=64, distance=20, n_values=8, n_filler=8),
+    "needle": needle.Config(seq_len=64, n_needles=4, n_keys=8, n_values=8, n_filler=8),
     "listops": listops.Config(max_depth=6, max_args=5, min_len=8, max_len=48),
     "text_bytes": text_bytes.Config(seq_len=64, max_pool_bytes=200_000),
     "local_motif": local_motif.Config(seq_len=48, vocab_size=8, motif_len=3, n_classes=3),
@@ -87,11 +87,11 @@ def test_splits_are_disjoint_and_smaller_n_is_a_prefix(name):
 
 
 def test_splits_disjoint_even_when_the_example_space_is_tiny():
-    cfg = needle.Config(seq_len=4, distance=2, n_values=2, n_filler=2)  # only 2 * 2 * 2 * 2 = 16 rows exist
-    rows = {split: _rows(needle.make(cfg, 0, 50, split).x) for split in SPLITS}
+    cfg = needle.Config(seq_len=6, n_needles=1, n_keys=2, n_values=2, n_filler=2)  # 3 places · 2 · 2 · 2² = 48 rows
+    rows = {split: _rows(needle.make(cfg, 0, 8, split).x) for split in SPLITS}
     assert not rows["train"] & rows["val"] and not rows["train"] & rows["test"] and not rows["val"] & rows["test"]
-    two_rows = needle.Config(seq_len=2, distance=1, n_values=2, n_filler=1)  # only [1, QUERY] and [2, QUERY]
-    owners = set(tasks.row_split(np.array([[1, needle.QUERY], [2, needle.QUERY]])).tolist())
+    two_rows = needle.Config(seq_len=4, n_needles=1, n_keys=1, n_values=2, n_filler=1)  # [1, v, QUERY, 1], v = 2, 3
+    owners = set(tasks.row_split(np.array([[1, 2, needle.QUERY, 1], [1, 3, needle.QUERY, 1]])).tolist())
     empty = next(split for i, split in enumerate(SPLITS) if i not in owners)
     with pytest.raises(ConfigError, match="example space is too small"):
         needle.make(two_rows, 0, 5, empty)
@@ -105,9 +105,11 @@ BAD_KNOBS = [
     (mqar.Config(seq_len=16, n_pairs=8), "cannot fit 8 pairs"),
     (mqar.Config(n_pairs=8, vocab_size=16), "distinct pairs"),
     (mqar.Config(power_a=0.0), "power_a"),
-    (needle.Config(seq_len=32, distance=32), "distance must be"),
-    (needle.Config(distance=0), "distance must be"),
-    (needle.Config(n_values=1), "n_values"),
+    (needle.Config(seq_len=15, n_needles=4), "cannot hold 4 needles"),
+    (needle.Config(max_distance=6, n_needles=4), "cannot hold 4 needles"),
+    (needle.Config(n_needles=5, n_values=4), "n_needles must be"),
+    (needle.Config(n_queries=5), "n_queries must be"),
+    (needle.Config(max_distance=-1), "max_distance"),
     (listops.Config(min_len=100, max_len=50), "min_len <= max_len"),
     (listops.Config(max_depth=2, max_args=3, min_len=10), "longest expression"),
     (listops.Config(max_args=1), "max_args"),
@@ -170,29 +172,61 @@ def test_mqar_gaps_follow_the_power_law_short_gaps_first():
 
 # ---------------------------------------------------------------- needle
 
-@pytest.mark.parametrize("distance", [1, 7, 33, 63])
-def test_needle_distance_knob_sets_the_distance_exactly(distance):
-    cfg = needle.Config(seq_len=64, distance=distance, n_values=4, n_filler=4)
+def _needles(cfg, x):
+    """{key: (position of its value, value)} of one row's haystack."""
+    start, stop = cfg.haystack
+    row = x.tolist()
+    return {row[p]: (p + 1, row[p + 1]) for p in range(start, stop - 1) if 1 <= row[p] <= cfg.n_keys}
+
+
+@pytest.mark.parametrize("max_distance", [0, 20])
+def test_needle_rows_by_hand(max_distance):
+    cfg = needle.Config(seq_len=64, n_needles=4, n_keys=8, n_values=8, n_filler=8, max_distance=max_distance)
     data = needle.make(cfg, 0, 64)
-    is_value = (data.x >= 1) & (data.x <= cfg.n_values)
-    is_query = data.x == needle.QUERY
-    assert (is_value.sum(1) == 1).all() and (is_query.sum(1) == 1).all()
-    p, q = is_value.float().argmax(1), is_query.float().argmax(1)
-    assert ((q - p) == distance).all()
-    scored = data.y != IGNORE
-    assert (scored.sum(1) == 1).all() and torch.equal(scored, is_query)
-    assert torch.equal(data.y[scored], data.x[is_value])
+    start, stop = cfg.haystack
+    assert (start, stop) == ((stop - 20, 56) if max_distance else (0, 56))
+    for x, y in zip(data.x, data.y):
+        found = _needles(cfg, x)
+        assert len(found) == 4 and len({v for _, v in found.values()}) == 4  # distinct keys and values
+        assert all(start <= p - 1 and p < stop for p, _ in found.values())  # every needle inside the haystack
+        assert x[:start].ge(cfg.first_value + cfg.n_values).all()  # before the haystack: filler only
+        questions = x[56:].tolist()
+        assert questions[0::2] == [needle.QUERY] * 4 and sorted(questions[1::2]) == sorted(found)
+        scored = (y != IGNORE).nonzero().flatten().tolist()
+        assert scored == [57, 59, 61, 63]
+        for p in scored:  # the answer: the value after the asked key, and it never appears after the question
+            assert int(y[p]) == found[int(x[p])][1] and int(y[p]) not in x[p:].tolist()
 
 
-def test_needle_is_out_of_reach_of_a_shorter_window():
-    cfg = SMALL["needle"]
-    data = needle.make(cfg, 0, N)
-    q = (data.x == needle.QUERY).float().argmax(1)
-    for row, qi in zip(data.x, q.tolist()):
-        seen_short = row[qi - cfg.distance + 1: qi + 1]  # a window reaching distance - 1 back
-        seen_exact = row[qi - cfg.distance: qi + 1]
-        assert not ((seen_short >= 1) & (seen_short <= cfg.n_values)).any()
-        assert ((seen_exact >= 1) & (seen_exact <= cfg.n_values)).any()
+def test_needle_fewer_queries_than_needles():
+    cfg = needle.Config(seq_len=32, n_needles=4, n_queries=2)
+    data = needle.make(cfg, 1, 16)
+    assert ((data.y != IGNORE).sum(1) == 2).all() and cfg.haystack == (0, 28)
+
+
+def _best_rule(name, cfg, n=2048):
+    train, test = tasks.get(name).make(cfg, 0, 256, "train"), tasks.get(name).make(cfg, 0, n, "test")
+    return tasks.trivial_accuracies(name, cfg, train, test)
+
+
+@pytest.mark.parametrize("name, cfg, chance", [
+    ("needle", needle.Config(seq_len=128, n_needles=4), 1 / 4),
+    ("needle", needle.Config(seq_len=64, n_needles=8, n_keys=16), 1 / 8),
+    ("mqar", mqar.Config(seq_len=128, n_pairs=8), 1 / 8),
+    ("mqar", mqar.Config(seq_len=64, n_pairs=4, vocab_size=64), 1 / 4),
+])
+def test_no_trivial_rule_beats_chance_but_retrieval_solves_it(name, cfg, chance):
+    """The task measures recall: rules that ignore which key is asked score at 1/pairs (± 0.04, Zoology's query
+    order leaks a little position), while looking the key up scores 1."""
+    scores = _best_rule(name, cfg)
+    assert set(scores) == {"majority", *tasks.get(name).TRIVIAL_RULES}
+    assert max(scores.values()) <= chance + 0.04, scores
+    assert max(scores.values()) >= chance - 0.04  # the bound is tight: a value in the row is right 1 in `pairs`
+    data = tasks.get(name).make(cfg, 0, 512, "test")
+    x, y = data.x.numpy(), data.y.numpy()
+    rows, pos = np.nonzero(y != IGNORE)
+    looked_up = [x[r, np.flatnonzero(x[r, :p] == x[r, p])[0] + 1] for r, p in zip(rows, pos)]
+    assert (np.array(looked_up) == y[rows, pos]).mean() == 1.0
 
 
 # ---------------------------------------------------------------- listops

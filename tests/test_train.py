@@ -9,16 +9,16 @@ from torch import nn
 
 from bench.config import ConfigError
 from bench.tasks import needle, text_bytes
-from bench.train import (TrainConfig, TrainResult, check_compatible, deterministic, load_splits, model_config_for,
-                         train)
+from bench.train import (TrainConfig, TrainResult, check_compatible, deterministic, evaluate, fit_model, load_splits,
+                         model_config_for, train)
 from variants.model import Transformer
 
-# Needle at distance 1: the answer is the token just before QUERY, which the token shift hands to the query
-# position directly, so a one-layer model learns it in a few hundred steps.
-EASY = needle.Config(seq_len=8, distance=1, n_values=4, n_filler=4)
-# Needle at distance 6 through one sliding-window layer of reach 2 and no token shift: no path from the needle to
-# the query, so accuracy stays near chance (1/4) and a target of 0.9 is unreachable.
-BLOCKED = needle.Config(seq_len=16, distance=6, n_values=4, n_filler=4)
+# One needle in a short row: the answer is the only value id in it, so a one-layer model learns it in a few
+# hundred steps.
+EASY = needle.Config(seq_len=8, n_needles=1, n_keys=2, n_values=4, n_filler=4)
+# One needle anywhere in 30 positions, through one sliding-window layer of reach 2 and no token shift: almost never
+# a path from the needle to the question, so accuracy stays near chance (1/4) and a target of 0.9 is unreachable.
+BLOCKED = needle.Config(seq_len=32, n_needles=1, n_keys=2, n_values=4, n_filler=4)
 TINY = dict(d_model=32, n_heads=2, n_layers=1)
 
 
@@ -118,7 +118,7 @@ def test_config_and_compatibility_errors():
         _tc(target_accuracy=1.5).validate()
     with pytest.raises(ConfigError, match="n_train"):
         _tc(n_train=8, batch_size=32).validate()
-    small = model_config_for(needle.Config(seq_len=8, distance=1), **TINY)
+    small = model_config_for(EASY, **TINY)
     with pytest.raises(ConfigError, match="max_seq_len"):
         check_compatible(small, BLOCKED)
 
@@ -128,3 +128,72 @@ def test_deterministic_restores_global_settings():
     with deterministic(1):
         assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
     assert torch.get_num_threads() == threads and torch.are_deterministic_algorithms_enabled() == det
+
+
+# ---------------------------------------------------------------- stopping: target, plateau, cap
+
+class Scripted(nn.Module):
+    """A model whose val accuracy follows a script: its output bias moves to the right answer for a share of the
+    rows as training steps pass (``schedule(step) -> share``), so the stopping rule sees a curve chosen here."""
+
+    def __init__(self, cfg, schedule):
+        super().__init__()
+        self.inner = Transformer(cfg)
+        self.schedule, self.steps = schedule, 0
+
+    def forward(self, tokens, valid=None):
+        if self.training:
+            self.steps += 1
+        logits = self.inner(tokens, valid) * 0.0  # the real graph, for the optimiser, but no say in the answer
+        share = self.schedule(self.steps)  # train_step calls forward once per step; eval does not count
+        answer = torch.zeros_like(logits)
+        n_right = int(round(share * tokens.shape[0]))
+        # the question's key is the last token; the only value in an EASY row is its answer
+        values = ((tokens >= EASY.first_value) & (tokens < EASY.first_value + EASY.n_values)).long().argmax(1)
+        truth = tokens.gather(1, values[:, None])[:, 0]
+        answer[torch.arange(n_right), -1, truth[:n_right]] = 10.0
+        return logits + answer
+
+
+def _scripted(schedule, **overrides):
+    built = []
+
+    def factory(cfg):
+        built.append(Scripted(cfg, schedule))
+        return built[-1]
+
+    tc = _tc(n_eval=100, eval_batch_size=100, **overrides)
+    return train(model_config_for(EASY, **TINY), "needle", EASY, tc, model=factory)
+
+
+def test_a_flat_curve_stops_on_the_plateau_and_is_not_censored():
+    result = _scripted(lambda step: 0.5, steps=1000, eval_every=10, patience=3, target_accuracy=0.99)
+    assert result.stop_reason == "plateau" and not result.censored and result.steps_to_target is None
+    assert [s for s, _, _ in result.curve] == [0, 10, 20, 30]  # best at 0, then three evals without a gain
+    assert result.best_step == 0
+
+
+def test_a_rising_curve_that_hits_the_cap_is_censored():
+    result = _scripted(lambda step: min(0.9, 0.1 + step / 400), steps=200, eval_every=20, patience=3,
+                       min_delta=0.01)
+    assert result.stop_reason == "cap" and result.censored and result.steps == 200
+    assert result.best_step == 200  # still improving at the cap
+
+
+def test_a_small_gain_below_min_delta_does_not_reset_patience():
+    result = _scripted(lambda step: 0.5 + step / 100000, steps=1000, eval_every=10, patience=2, min_delta=0.02)
+    assert result.stop_reason == "plateau" and result.steps == 20
+
+
+def test_target_beats_patience_and_plateau_keeps_the_best_weights():
+    result = _scripted(lambda step: 1.0 if step >= 30 else 0.2, steps=1000, eval_every=10, patience=5)
+    assert result.stop_reason == "target" and result.steps_to_target == 30 and not result.censored
+    cfg = model_config_for(BLOCKED, "sparse_window", attention_params={"window": 2}, token_shift=False, **TINY)
+    tc = _tc(steps=600, eval_every=20, patience=2, min_delta=0.01, target_accuracy=0.99)
+    real, model = fit_model(cfg, "needle", BLOCKED, tc)
+    kept = {s: loss for s, _, loss in real.curve}[real.best_step]  # the last eval that beat the best by 1%
+    assert real.stop_reason == "plateau" and real.curve[-1][0] - real.best_step == 2 * 20
+    assert all(kept < loss * 0.99 for s, _, loss in real.curve if s < real.best_step)
+    with deterministic(1):
+        loss = evaluate(model, load_splits("needle", BLOCKED, tc)[1], 256)[1]
+    assert loss == pytest.approx(kept, rel=1e-6)  # the best weights came back, not the last

@@ -1,5 +1,5 @@
-"""The accuracy–speed Pareto front: mean accuracy at the largest T beside the forward time of the same variant at
-the same T (never at a neighbouring length)."""
+"""The accuracy–speed Pareto front at each length: a variant's accuracy at T beside its forward time at the same T,
+in the same posing (causal forward time for a causally posed variant), never at a neighbouring length."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,22 +14,29 @@ def pareto_mask(time_s: np.ndarray, acc: np.ndarray) -> np.ndarray:
                      for t, a in zip(time_s, acc)])
 
 
-def pareto_table(acc: pd.DataFrame, eff: pd.DataFrame) -> pd.DataFrame:
-    """Mean accuracy over tasks and seeds (``accuracy_rows``) at the largest T, beside the median non-causal
-    forward time of the efficiency rows ``eff`` at that same T, and whether the variant is on the front. A variant
-    with no forward time at that T is left out."""
-    T = float(acc["T"].max())
-    at = acc[acc["T"] == T].groupby("variant", sort=True)["accuracy"].agg(["mean", "std", "count"]).reset_index()
-    fwd = ok_rows(eff[(eff["phase"] == "forward") & (eff["causal"] == False)], "T", "median_s")  # noqa: E712
-    fwd = fwd.dropna(subset=["median_s"])
+def forward_times(eff: pd.DataFrame) -> pd.DataFrame:
+    """Median forward seconds per (variant, T, causal) of the efficiency rows (ok rows only)."""
+    fwd = ok_rows(eff[eff["phase"] == "forward"], "T", "median_s").dropna(subset=["median_s"])
+    return fwd.groupby(["variant", "T", "causal"], sort=True)["median_s"].median().reset_index()
+
+
+def pareto_table(table: pd.DataFrame, eff: pd.DataFrame) -> pd.DataFrame:
+    """Per T of the accuracy table (``accuracy_table``) and variant: the mean over tasks of the median accuracy
+    over seeds, its spread over tasks (min, max), the forward time at that T in the variant's posing, and whether
+    the variant is on that T's front. Variant–length pairs without a forward time are left out."""
+    times = forward_times(eff)
     records = []
-    for _, r in at.iterrows():
-        mine = fwd[(fwd["variant"] == r["variant"]) & (fwd["T"] == T)]
+    for (T, variant, pose), g in table.groupby(["T", "variant", "posing"], sort=True):
+        mine = times[(times["variant"] == variant) & (times["T"] == T) & (times["causal"] == (pose == "causal"))]
         if mine.empty:
             continue
-        records.append({"variant": r["variant"], "T": T, "accuracy_mean": r["mean"], "accuracy_std": r["std"],
-                        "n": int(r["count"]), "forward_s": float(mine["median_s"].median())})
-    table = sorted_table(records, ["variant"])
-    if not table.empty:
-        table["pareto"] = pareto_mask(table["forward_s"].to_numpy(), table["accuracy_mean"].to_numpy())
-    return table
+        records.append({"T": int(T), "variant": variant, "posing": pose, "accuracy": g["accuracy_median"].mean(),
+                        "accuracy_min": g["accuracy_median"].min(), "accuracy_max": g["accuracy_median"].max(),
+                        "tasks": len(g), "forward_s": float(mine["median_s"].iloc[0])})
+    out = sorted_table(records, ["T", "variant"])
+    if out.empty:
+        return out
+    out["pareto"] = False
+    for T, g in out.groupby("T"):
+        out.loc[g.index, "pareto"] = pareto_mask(g["forward_s"].to_numpy(), g["accuracy"].to_numpy())
+    return out

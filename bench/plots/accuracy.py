@@ -1,21 +1,43 @@
-"""Figures of the accuracy sweep: accuracy against T per task, and the accuracy–speed Pareto front."""
+"""Figures of the accuracy sweep: accuracy against T per task (per-seed points, medians, the best trivial rule),
+and the accuracy–speed Pareto front at each measured length."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from bench.analysis.accuracy import accuracy_rows, accuracy_table
+from bench.analysis.accuracy import KEEP_FRACTION, REFERENCE, accuracy_rows, accuracy_table, falls_behind, lr_choices
 from bench.analysis.pareto import pareto_table
 from bench.analysis.select import source
-from bench.plots.common import (FigureResult, NotMeasured, bounded_yerr, color_of, legend_right, new_figure,
+from bench.plots.common import (FigureResult, NotMeasured, color_of, legend_right, length_label, new_figure,
                                 not_measured, save, seconds, style_axes, units)
+
+LINE = {"causal": "-", "bidirectional": "--"}
+MARKER = {"causal": "o", "bidirectional": "s"}
 
 
 def accuracy_source(df: pd.DataFrame, manifests: pd.DataFrame):
     """The accuracy sweep's source (one file, one machine) and its rows as ``accuracy_rows`` gives them."""
     src = source(df, manifests, "accuracy")
     return src, accuracy_rows(src.rows if src is not None else None)
+
+
+def _variant_lines(ax, rows: pd.DataFrame, table: pd.DataFrame, xs: dict[int, int]) -> None:
+    """Per variant and posing: every seed as a small point (x marks a censored run), the median as a line."""
+    spread = np.linspace(-0.18, 0.18, max(1, table["variant"].nunique()))
+    for i, ((variant, pose), g) in enumerate(table.groupby(["variant", "posing"], sort=True)):
+        color, dx = color_of(variant), spread[i % len(spread)]
+        x = [xs[T] + dx for T in g["T"]]
+        ax.plot(x, g["accuracy_median"], LINE[pose], marker=MARKER[pose], ms=4, color=color,
+                mfc=color if pose == "causal" else "white", label=f"{variant} ({pose})")
+        seeds = rows[(rows["variant"] == variant) & (rows["posing"] == pose)]
+        censored = (seeds["censored"].fillna(False).astype(bool) if "censored" in seeds
+                    else pd.Series(False, index=seeds.index))
+        for mask, marker in ((~censored, "."), (censored, "x")):
+            pick = seeds[mask]
+            ax.scatter([xs[T] + dx for T in pick["T"]], pick["accuracy"], s=14, marker=marker, color=color,
+                       alpha=0.6, lw=0.8)
 
 
 def fig_accuracy(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -> FigureResult | NotMeasured:
@@ -25,53 +47,93 @@ def fig_accuracy(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path)
         return not_measured(name, title, "accuracy", "no accuracy rows (task, variant, T, seed, accuracy)")
     table = accuracy_table(rows)
     tasks = sorted(table["task"].unique())
-    fig, axes = new_figure(len(tasks), 1, (10.0, 3.6 * len(tasks)))
+    Ts = sorted(int(t) for t in table["T"].unique())
+    xs = {T: i for i, T in enumerate(Ts)}  # equal spacing per length (they double)
+    fig, axes = new_figure(len(tasks), 1, (10.5, 3.9 * len(tasks)))
     for ax, task in zip(axes[:, 0], tasks):
-        for variant, g in table[table["task"] == task].groupby("variant", sort=True):
-            ax.errorbar(g["T"], g["accuracy_mean"], yerr=bounded_yerr(g["accuracy_mean"], g["accuracy_std"]),
-                        color=color_of(variant),
-                        marker="o", ms=3, capsize=2, label=variant)
-        style_axes(ax, f"task: {task}", "sequence length T", "accuracy", logy=False)
-        legend_right(ax)
-    caption = ("Test accuracy of each variant, mean ± std over seeds (bars clipped to [0, 1]), against the sequence "
-               "length of each task. A variant whose accuracy falls as T grows is losing information that full "
-               "attention keeps.")
-    return FigureResult(name, title, save(fig, out_dir, name), table, caption, src.manifests)
+        here = table[table["task"] == task]
+        _variant_lines(ax, rows[rows["task"] == task], here, xs)
+        if "trivial_accuracy" in here:
+            trivial = here.groupby("T")["trivial_accuracy"].median()
+            ax.plot([xs[int(T)] for T in trivial.index], trivial.to_numpy(), ":", color="0.3", lw=1.5,
+                    label="best trivial rule")
+        style_axes(ax, f"task: {task}", "sequence length T", "test accuracy", logx=False, logy=False)
+        ax.set_xticks(range(len(Ts)), [length_label(T) for T in Ts])
+        ax.set_ylim(-0.03, 1.03)
+        legend_right(ax, fontsize=8)
+    caption = ("Test accuracy against T with each variant's budget and tuned learning rate fixed across T: lines "
+               "join the median over seeds, dots are single seeds (x: censored at the step cap), solid lines with "
+               "filled circles are posed causally and dashed lines with open squares bidirectionally (Linformer and "
+               "Nyström cannot be causal). Dotted grey is the best rule that does not retrieve (majority, first or "
+               "last value, fixed offset, bag of tokens) on the same test rows.")
+    extra = []
+    choices = lr_choices(src.rows)
+    if not choices.empty:
+        extra.append(("Learning rate chosen per task and variant: best validation accuracy of each grid lr at "
+                      "tune_T with the first seed (ties within 0.005: fewest steps).", choices))
+    behind = falls_behind(table)
+    if not behind.empty:
+        extra.append((f"Where each variant falls below {KEEP_FRACTION:.0%} of {REFERENCE}'s median accuracy at the "
+                      f"same T ({REFERENCE} posed causally; blank: it keeps up at every T measured).", behind))
+    return FigureResult(name, title, save(fig, out_dir, name), table, caption, src.manifests, tuple(extra))
+
+
+def efficiency_source(df: pd.DataFrame, manifests: pd.DataFrame, machine: str, Ts: list[int]):
+    """One efficiency results file on ``machine``: of those with rows at some accuracy length, the one covering
+    the most of them (ties: ``select.source``'s order)."""
+    best, covered = None, 0
+    for T in Ts:
+        src = source(df, manifests, "efficiency", machine=machine, at_T=T)
+        if src is None or "median_s" not in src.rows:
+            continue
+        n = len(set(Ts) & set(int(t) for t in src.rows["T"].dropna()))
+        if n > covered:
+            best, covered = src, n
+    return best
 
 
 def pareto_points(ax, table: pd.DataFrame) -> None:
-    """Filled points on the front, open squares off it, and the front as a step line."""
+    """Filled points on the front, open ones off it (bars: the spread over tasks), and the front as a step line."""
     for _, r in table.iterrows():
-        ax.errorbar([r["forward_s"]], [r["accuracy_mean"]], yerr=bounded_yerr([r["accuracy_mean"]],
-                    [r["accuracy_std"]]), marker="o" if r["pareto"] else "s", mfc=color_of(r["variant"]) if
-                    r["pareto"] else "white", color=color_of(r["variant"]), capsize=2, ls="none", label=r["variant"])
+        color = color_of(r["variant"])
+        ax.errorbar([r["forward_s"]], [r["accuracy"]], yerr=[[r["accuracy"] - r["accuracy_min"]],
+                    [r["accuracy_max"] - r["accuracy"]]], marker=MARKER[r["posing"]],
+                    mfc=color if r["pareto"] else "white", color=color, capsize=2, ls="none",
+                    label=f"{r['variant']} ({r['posing']})")
     front = table[table["pareto"]].sort_values("forward_s")
-    ax.step(front["forward_s"], front["accuracy_mean"], where="post", color="black", lw=0.8, label="Pareto front")
+    ax.step(front["forward_s"], front["accuracy"], where="post", color="black", lw=0.8, label="Pareto front")
 
 
 def fig_pareto(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -> FigureResult | NotMeasured:
-    name, title = "accuracy_speed_pareto", "Accuracy–speed Pareto front"
+    name, title = "accuracy_speed_pareto", "Accuracy–speed Pareto front, one panel per length"
     acc_src, acc = accuracy_source(df, manifests)
     if acc is None:
         return not_measured(name, title, "accuracy", "no accuracy rows to place on the front")
-    T = int(acc["T"].max())
-    eff_src = source(df, manifests, "efficiency", machine=acc_src.machine, at_T=T)  # one machine, one length
-    if eff_src is None or "median_s" not in eff_src.rows:
-        return not_measured(name, title, "efficiency", f"no forward times measured at T = {T} on the accuracy "
-                            f"sweep's machine ({acc_src.machine}) to place the accuracies against")
-    table = pareto_table(acc, eff_src.rows)
+    Ts = sorted(int(t) for t in acc["T"].unique())
+    eff_src = efficiency_source(df, manifests, acc_src.machine, Ts)
+    if eff_src is None:
+        return not_measured(name, title, "efficiency", f"no forward times measured at the accuracy lengths "
+                            f"{Ts} on the accuracy sweep's machine ({acc_src.machine})")
+    table = pareto_table(accuracy_table(acc), eff_src.rows)
     if table.empty:
-        return not_measured(name, title, "efficiency", "no variant has both an accuracy and a forward time")
-    fig, axes = new_figure(1, 1, (8.0, 4.8))
-    ax = axes[0, 0]
-    pareto_points(ax, table)
-    style_axes(ax, f"T = {T} (accuracy and forward time at the same T)", "forward time",
-               "accuracy (mean over tasks)", logx=False, logy=False)
-    ax.set_xscale("log")
-    units(ax, "x", seconds)
-    legend_right(ax)
-    caption = (f"Mean accuracy over tasks and seeds at T = {T} against the median non-causal forward time of the "
-               "same variant from the efficiency sweep on the same machine (bars: ± std over tasks and seeds, clipped "
-               "to [0, 1]). Filled points lie on the Pareto front: no other variant is both faster and more accurate.")
+        return not_measured(name, title, "efficiency", "no variant has both an accuracy and a forward time at one T")
+    panels = sorted(table["T"].unique())
+    fig, axes = new_figure(1, len(panels), (4.2 * len(panels) + 2.4, 4.6))
+    for ax, T in zip(axes[0], panels):
+        pareto_points(ax, table[table["T"] == T])
+        style_axes(ax, f"T = {length_label(T)}", "forward time", "accuracy (mean over tasks)", logx=False,
+                   logy=False)
+        ax.set_xscale("log")
+        ax.set_ylim(-0.03, 1.03)
+        units(ax, "x", seconds)
+    legend_right(axes[0, -1], fontsize=8)
+    missing = [T for T in Ts if T not in panels]
+    profile = str(eff_src.manifests["profile"].iloc[0])
+    caption = (f"At each length, the mean over tasks of each variant's median test accuracy against its median "
+               f"forward time at the same T and in the same posing (causal or not), from the efficiency sweep "
+               f"({profile} profile) on the same machine; bars: the range over tasks. Filled points lie on that "
+               "length's Pareto front, where no other variant is both faster and more accurate"
+               + (f"; no panel at T = {', '.join(map(str, missing))}, which the efficiency sweep did not measure."
+                  if missing else "."))
     sources = pd.concat([acc_src.manifests, eff_src.manifests], ignore_index=True)
     return FigureResult(name, title, save(fig, out_dir, name), table, caption, sources)

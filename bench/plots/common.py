@@ -39,6 +39,7 @@ class FigureResult:
     table: pd.DataFrame
     caption: str
     sources: pd.DataFrame  # the manifest lines of the results drawn
+    extra: tuple[tuple[str, pd.DataFrame], ...] = ()  # further (heading, table) pairs shown after the table
 
 
 @dataclass(frozen=True)

@@ -1,45 +1,54 @@
 """How does accuracy depend on sequence length T, per attention variant and task?
 
-Every variant × T × seed × task: the same small Transformer (``variants.model``) per case, trained with
-``bench.train`` on a budget of steps and scored on the held-out test split; variants differ only in token mixing.
-Variant budgets are stored in each case as ``attn_*``, task knobs as ``task_*``. MQAR and needle (``LEAK_FREE``)
-are posed non-causally for every variant by default (``--bidirectional``), since nothing after a query leaks its
-answer; why that is safe, and the metrics: docs/sweeps.md#accuracy.
+Every task × T × variant × seed: the same small Transformer (``variants.model``) per case, trained with
+``bench.train`` until its validation accuracy reaches the target or plateaus (a step cap censors the rest), and
+scored on the held-out test split; variants differ only in token mixing, and their budgets (window, k, landmarks,
+features) stay fixed across T. Each variant's learning rate is chosen per task from ``lr_grid`` on the validation
+split at one length and seed (``tune_len``, the first seed), then used at every T and seed. Posing: recall tasks
+are causal for every variant that can be (Zoology's protocol); Linformer and Nyström cannot, and are posed
+bidirectionally, in a column of their own (``--bidirectional`` poses every variant so). Why, and the sizing:
+docs/sweeps.md#accuracy.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
+
+from torch import nn
 
 import variants
-from bench import tasks
+from bench import checkpoints, tasks
+from bench.analysis.accuracy import choose_lr, summary
 from bench.config import Case, ConfigError, RunConfig, require_nonempty, require_positive
-from bench.sweep import Sweep
-from bench.analysis.accuracy import summary
-from bench.train import TrainConfig, model_config_for, train
+from bench.sweep import Plan, Sweep, no_cases
+from bench.train import TrainConfig, TrainResult, fit_model, model_config_for
+from variants.model import ModelConfig
 
 NAME = "accuracy"
 LEAK_FREE = frozenset({"mqar", "needle"})  # causal tasks whose answers need only the past and nothing later leaks
 ATTN, TASK = "attn_", "task_"  # case-key prefixes of variant params and task knobs
 LENGTH_FIELD = {"listops": "max_len"}  # the task Config field that T sets (default "seq_len")
-TRAIN_FIELDS = ("steps", "batch_size", "lr", "weight_decay", "warmup", "final_lr_frac", "eval_every",
-                "target_accuracy", "n_train", "n_eval", "threads")
+TRAIN_FIELDS = ("steps", "batch_size", "weight_decay", "warmup", "final_lr_frac", "eval_every", "target_accuracy",
+                "n_train", "n_eval", "threads", "patience", "min_delta", "device")
 MODEL_FIELDS = ("d_model", "n_layers", "n_heads", "token_shift")
 
 
 @dataclass(frozen=True)
 class Config(RunConfig):
-    """The grid (tasks × seq_lens × variants × seeds) and everything held fixed across it."""
+    """The grid (tasks × seq_lens × variants × seeds), the learning-rate grid, and everything held fixed."""
 
-    tasks: tuple[str, ...] = ("mqar",)  # mqar | needle | listops | text_bytes | local_motif
+    tasks: tuple[str, ...] = ("mqar", "needle")  # mqar | needle | listops | text_bytes | local_motif
     variants: tuple[str, ...] = ()  # empty: every registered variant
-    seq_lens: tuple[int, ...] = (64, 128, 256)  # T, sequence lengths (each task generated at T)
+    seq_lens: tuple[int, ...] = (32, 64, 128, 256)  # T, sequence lengths (each task generated at T)
     seeds: tuple[int, ...] = (0, 1, 2)  # model init, batch order and data seeds
     # training (bench.train.TrainConfig)
-    steps: int = 1000  # training steps (the budget; a run stops early at target_accuracy)
-    batch_size: int = 32  # sequences per training step
-    lr: float = 3e-3  # peak learning rate (AdamW)
+    lr_grid: tuple[float, ...] = (1e-3, 3e-3, 1e-2)  # peak learning rates tried per task and variant (AdamW)
+    tune_len: int = 0  # T at which the lr is chosen, with the first seed (0: the shortest of seq_lens)
+    steps: int = 3000  # step cap: a run still improving when it ends here is censored
+    patience: int = 8  # evaluations without a val gain > min_delta that count as a plateau (0: off)
+    min_delta: float = 0.01  # val-accuracy gain that counts as progress
+    batch_size: int = 16  # sequences per training step
     weight_decay: float = 0.1  # AdamW weight decay
     warmup: int = 50  # linear warm-up steps
     final_lr_frac: float = 1.0  # lr after the cosine decay, as a fraction of the peak (1: constant)
@@ -52,12 +61,14 @@ class Config(RunConfig):
     n_layers: int = 2  # Transformer layers
     n_heads: int = 2  # attention heads per layer
     token_shift: bool = True  # mix each token with its predecessor before attention
-    bidirectional: bool = True  # pose LEAK_FREE tasks non-causally for every variant (see the module docstring)
+    bidirectional: bool = False  # pose the recall tasks bidirectionally for EVERY variant (an extra, not the default)
     # task knobs
-    n_pairs: int = 8  # mqar
+    n_pairs: int = 8  # mqar: key-value pairs, the same at every T
     mqar_vocab: int = 256  # mqar vocabulary size
-    distance: int = 40  # needle
-    n_values: int = 16  # needle: distinct values
+    n_needles: int = 4  # needle: key-value needles per row, each asked once after the haystack
+    needle_keys: int = 16  # needle: distinct key ids
+    needle_values: int = 16  # needle: distinct value ids
+    max_distance: int = 0  # needle: farthest the named needle sits from the question (0: anywhere in the row)
     listops_depth: int = 10  # listops: maximum nesting depth
     listops_args: int = 10  # listops: maximum arguments per operator
     listops_min_frac: float = 0.5  # listops min_len = ceil(frac * T)
@@ -65,15 +76,16 @@ class Config(RunConfig):
     motif_len: int = 3  # local_motif: tokens per motif
     motif_classes: int = 2  # local_motif: classes (motifs + none)
     text_pool_bytes: int = 2_000_000  # text_bytes
-    # variant budgets
+    # variant budgets, fixed across T
     window: int = 32  # sparse_window and sparse_bigbird one-sided reach
     bigbird_block: int = 16  # sparse_bigbird block_size = min(this, window)
     linformer_k: int = 32  # low_rank_linformer projected length k
     landmarks: int = 32  # low_rank_nystrom
     performer_features: int = 64  # linear_performer
+    device: str = "cpu"  # cpu | cuda: where each model trains
     threads: int = 1  # torch threads per worker child
     jobs: int = 2  # worker processes training at once (each with `threads` threads)
-    time_cap_s: float = 600.0  # seconds one case may run before its child is killed (status timeout)
+    time_cap_s: float = 1200.0  # seconds one case may run before its child is killed (status timeout)
 
     def validate(self) -> None:
         """Raise a one-line ConfigError on the first problem (names, grids, then every task Config per T)."""
@@ -85,11 +97,13 @@ class Config(RunConfig):
                 variants.get(name)
             except variants.UnknownVariantError as exc:
                 raise ConfigError(str(exc)) from None
-        require_nonempty(self, ("tasks", "seq_lens", "seeds"))
+        require_nonempty(self, ("tasks", "seq_lens", "seeds", "lr_grid"))
         if any(t <= 0 for t in self.seq_lens):
             raise ConfigError(f"sequence lengths must be positive, got {self.seq_lens}")
         if any(s < 0 for s in self.seeds):
             raise ConfigError(f"--seeds must be >= 0, got {self.seeds}")
+        if self.tune_len and self.tune_len not in self.seq_lens:
+            raise ConfigError(f"--tune-len={self.tune_len} is not one of --seq-lens={self.seq_lens}")
         self._validate_numbers()
         for name in self.tasks:
             for T in self.seq_lens:
@@ -97,7 +111,8 @@ class Config(RunConfig):
 
     def _validate_numbers(self) -> None:
         """Training, model and budget numbers (the training ones through TrainConfig.validate)."""
-        train_config(self, seed=0).validate()
+        for lr in self.lr_grid:
+            train_config(self, seed=0, lr=lr).validate()
         require_positive(self, ("d_model", "n_layers", "n_heads", "window", "bigbird_block", "linformer_k",
                                 "landmarks", "performer_features", "jobs"))
         if self.d_model % self.n_heads:
@@ -109,16 +124,29 @@ class Config(RunConfig):
     def seed_list(self) -> list[int]:
         return list(self.seeds)
 
+    @property
+    def run_device(self) -> str:
+        return self.device
 
-QUICK_VARIANTS = ("full_sdpa", "sparse_window", "low_rank_linformer", "linear_elu")
+    @property
+    def tune_T(self) -> int:
+        return self.tune_len or min(self.seq_lens)
+
+
+QUICK_VARIANTS = ("full_sdpa", "sparse_window", "linear_elu", "low_rank_linformer")
 
 PROFILES = {
-    # 24 cases, sized to fit the main job (the measurement: docs/sweeps.md#accuracy)
-    "quick": Config(tasks=("mqar", "needle"), variants=QUICK_VARIANTS, seq_lens=(64,), seeds=(0, 1, 2),
-                    steps=1000, time_cap_s=300.0),
-    "full": Config(tasks=("mqar", "needle", "listops", "text_bytes", "local_motif"), seq_lens=(64, 128, 256, 512),
-                   seeds=(0, 1, 2), steps=3000, eval_every=100, n_pairs=16, n_train=65536, n_eval=1024,
-                   time_cap_s=3600.0),
+    # sized to fit the main job; one lr (no tuning), one seed (the measurement: docs/sweeps.md#accuracy)
+    "quick": Config(variants=QUICK_VARIANTS, seq_lens=(32, 128), seeds=(0,), lr_grid=(3e-3,), steps=1500,
+                    patience=5, time_cap_s=600.0),
+    # every variant, 4 lengths, 3 seeds, lr tuned: about an hour on 2 CPU cores
+    "standard": Config(),
+    "full": Config(tasks=("mqar", "needle", "listops", "text_bytes", "local_motif"),
+                   seq_lens=(64, 128, 256, 512, 1024), seeds=(0, 1, 2, 3, 4), steps=10000, patience=10,
+                   batch_size=32, n_pairs=16, n_train=65536, n_eval=1024, time_cap_s=7200.0),
+    # the full recall grid to T = 2048 on one GPU (or several, through --executor ray)
+    "gpu": Config(seq_lens=(128, 256, 512, 1024, 2048), seeds=(0, 1, 2), steps=20000, patience=10, batch_size=32,
+                  n_pairs=16, n_train=65536, n_eval=1024, device="cuda", jobs=1, time_cap_s=7200.0),
 }
 
 
@@ -133,7 +161,8 @@ def _listops_knobs(cfg: Config, T: int) -> dict[str, Any]:
 # Per-task knobs: the task Config's field names (T itself is set through LENGTH_FIELD in task_config).
 TASK_KNOBS: dict[str, Callable[[Config, int], dict[str, Any]]] = {
     "mqar": lambda cfg, T: {"n_pairs": cfg.n_pairs, "vocab_size": cfg.mqar_vocab},
-    "needle": lambda cfg, T: {"distance": cfg.distance, "n_values": cfg.n_values},
+    "needle": lambda cfg, T: {"n_needles": cfg.n_needles, "n_keys": cfg.needle_keys, "n_values": cfg.needle_values,
+                              "max_distance": cfg.max_distance},
     "listops": _listops_knobs,
     "text_bytes": lambda cfg, T: {"max_pool_bytes": cfg.text_pool_bytes},
     "local_motif": lambda cfg, T: {"vocab_size": cfg.motif_vocab, "motif_len": cfg.motif_len,
@@ -160,15 +189,20 @@ def task_config(task: str, T: int, knobs: dict[str, Any]) -> Any:
     return tasks.get(task).Config(**{LENGTH_FIELD.get(task, "seq_len"): T, **knobs})
 
 
-def posed_causal(cfg: Config, task: str) -> bool:
-    """Whether ``task`` is posed causally in this sweep (see the module docstring)."""
-    own = tasks.get(task).Config().causal
-    return own and not (cfg.bidirectional and task in LEAK_FREE)
+def posed_causal(cfg: Config, task: str, variant: str) -> bool:
+    """How ``task`` is posed for ``variant``: a causal recall task stays causal for a variant that supports it
+    unless ``cfg.bidirectional``; a variant that cannot be causal gets it bidirectionally (its own column). Other
+    causal tasks (text_bytes: the next byte would leak) stay causal; classification tasks are not causal."""
+    if not tasks.get(task).Config().causal:
+        return False
+    if task in LEAK_FREE:
+        return not cfg.bidirectional and variants.get(variant).spec.supports_causal
+    return True
 
 
-def train_config(cfg: Config, seed: int) -> TrainConfig:
-    """The sweep's TrainConfig for one seed."""
-    return TrainConfig(seed=seed, **{name: getattr(cfg, name) for name in TRAIN_FIELDS})
+def train_config(cfg: Config, seed: int, lr: float) -> TrainConfig:
+    """The sweep's TrainConfig for one seed and learning rate."""
+    return TrainConfig(seed=seed, lr=lr, **{name: getattr(cfg, name) for name in TRAIN_FIELDS})
 
 
 # ---------------------------------------------------------------------------------------------------- the grid
@@ -178,28 +212,65 @@ def selected_variants(cfg: Config) -> tuple[str, ...]:
     return tuple(dict.fromkeys(cfg.variants)) or tuple(variants.names())
 
 
-def cases(cfg: Config) -> Iterator[Case]:
-    """One Case per (task, T, variant, seed): tasks in order, shortest T first, seeds innermost."""
+def make_case(cfg: Config, task: str, T: int, variant: str, seed: int, lr: float) -> Case:
+    """One training run. ``lr_grid`` and ``tune_T`` ride along so the analysis can redo the lr choice."""
     shared = {name: getattr(cfg, name) for name in TRAIN_FIELDS + MODEL_FIELDS}
-    for task in dict.fromkeys(cfg.tasks):
-        causal = posed_causal(cfg, task)
-        for T in sorted(set(cfg.seq_lens)):
-            knobs = {TASK + k: v for k, v in task_knobs(cfg, task, T).items()}
-            for name in selected_variants(cfg):
-                params = {ATTN + k: v for k, v in VARIANT_PARAMS.get(name, lambda c: {})(cfg).items()}
-                for seed in dict.fromkeys(cfg.seeds):
-                    yield Case.make(NAME, task=task, variant=name, T=T, seed=seed, causal=causal, **shared,
-                                    **knobs, **params)
+    knobs = {TASK + k: v for k, v in task_knobs(cfg, task, T).items()}
+    params = {ATTN + k: v for k, v in VARIANT_PARAMS.get(variant, lambda c: {})(cfg).items()}
+    return Case.make(NAME, task=task, variant=variant, T=T, seed=seed, lr=lr, causal=posed_causal(cfg, task, variant),
+                     lr_grid=tuple(dict.fromkeys(cfg.lr_grid)), tune_T=cfg.tune_T, tune_seed=cfg.seeds[0], **shared, **knobs, **params)
 
+
+def tuning_cases(cfg: Config) -> list[Case]:
+    """Every grid lr per (task, variant) at ``tune_T`` with the first seed; none when the grid has one lr."""
+    grid = tuple(dict.fromkeys(cfg.lr_grid))
+    if len(grid) < 2:
+        return []
+    return [make_case(cfg, task, cfg.tune_T, variant, cfg.seeds[0], lr) for task in dict.fromkeys(cfg.tasks)
+            for variant in selected_variants(cfg) for lr in grid]
+
+
+def grid_cases(cfg: Config, lr_of: Mapping[tuple[str, str], float]) -> Iterator[Case]:
+    """One Case per (task, T, variant, seed) at its chosen lr: tasks in order, shortest T first, seeds innermost."""
+    for task in dict.fromkeys(cfg.tasks):
+        for T in sorted(set(cfg.seq_lens)):
+            for variant in selected_variants(cfg):
+                for seed in dict.fromkeys(cfg.seeds):
+                    yield make_case(cfg, task, T, variant, seed, lr_of[(task, variant)])
+
+
+def _trial(metrics: Mapping[str, Any], case: Case) -> tuple[float, str, float | None, int | None]:
+    return case["lr"], metrics.get("status", "ok"), metrics.get("val_accuracy"), metrics.get("best_step")
+
+
+def plan(cfg: Config, done: Mapping[str, dict]) -> Plan:
+    """Tune (one parallel batch of the lr grid at ``tune_T``), choose each (task, variant)'s lr, then run the grid
+    at the chosen lrs; cases in ``done`` are not run again (their stored rows stand in for them)."""
+    tune = tuning_cases(cfg)
+    todo = [c for c in tune if c.id not in done]
+    outcomes = (yield todo) if todo else []
+    seen = {c.id: {"status": o.status, **o.metrics} for c, o in zip(todo, outcomes)}
+    seen.update({c.id: done[c.id] for c in tune if c.id in done})
+    lr_of = {(task, variant): cfg.lr_grid[0] for task in cfg.tasks for variant in selected_variants(cfg)}
+    for key in lr_of:
+        trials = [_trial(seen[c.id], c) for c in tune if (c["task"], c["variant"]) == key]
+        if trials:
+            lr_of[key] = choose_lr(trials)
+    rest = [c for c in grid_cases(cfg, lr_of) if c.id not in done and c.id not in seen]
+    if rest:
+        yield rest
+
+
+# ---------------------------------------------------------------------------------------------------- one case
 
 def _strip(case: Case, prefix: str) -> dict[str, Any]:
     """The case params named ``prefix + key``, as {key: value}."""
     return {k[len(prefix):]: v for k, v in case.params if k.startswith(prefix)}
 
 
-def execute(case: Case) -> dict[str, Any]:
-    """Train one model and score it on the test split; NotImplementedError for a non-causal-only variant on a
-    task posed causally (recorded as ``unsupported``)."""
+def train_case(case: Case) -> tuple[TrainResult, nn.Module, ModelConfig]:
+    """Train the model of one accuracy case (also what the interpretability sweep trains when no checkpoint is
+    cached); NotImplementedError for a non-causal-only variant on a task posed causally."""
     spec = variants.get(case["variant"]).spec
     if case["causal"] and not spec.supports_causal:
         raise NotImplementedError(f"{spec.name} does not support causal attention, and {case['task']} is posed "
@@ -208,15 +279,35 @@ def execute(case: Case) -> dict[str, Any]:
     model_cfg = model_config_for(task_cfg, case["variant"], causal=case["causal"],
                                  attention_params=_strip(case, ATTN),
                                  **{name: case[name] for name in MODEL_FIELDS})
-    tc = TrainConfig(seed=case["seed"], **{name: case[name] for name in TRAIN_FIELDS})
-    result = train(model_cfg, case["task"], task_cfg, tc)
-    return {"accuracy": result.accuracy, "loss": result.loss, "bits_per_byte": result.bits_per_byte,
-            "steps_to_target": result.steps_to_target, "censored": result.censored,
+    tc = TrainConfig(seed=case["seed"], lr=case["lr"], **{name: case[name] for name in TRAIN_FIELDS})
+    result, model = fit_model(model_cfg, case["task"], task_cfg, tc)
+    return result, model, model_cfg
+
+
+def best_trivial(case: Case) -> tuple[str, float]:
+    """The best trivial rule's name and accuracy on this case's test split (majority fitted on val)."""
+    task_cfg = task_config(case["task"], case["T"], _strip(case, TASK))
+    make = tasks.get(case["task"]).make
+    scores = tasks.trivial_accuracies(case["task"], task_cfg, make(task_cfg, case["seed"], case["n_eval"], "val"),
+                                      make(task_cfg, case["seed"], case["n_eval"], "test"))
+    name = max(scores, key=scores.get)
+    return name, scores[name]
+
+
+def execute(case: Case) -> dict[str, Any]:
+    """Train one model, score it and the best trivial rule on the test split, and keep the model in the checkpoint
+    cache (``bench.checkpoints``)."""
+    result, model, model_cfg = train_case(case)
+    checkpoints.save(case.id, model, model_cfg, case.as_dict())
+    rule, trivial = best_trivial(case)
+    return {"trivial_accuracy": trivial, "trivial_rule": rule, "accuracy": result.accuracy, "loss": result.loss, "bits_per_byte": result.bits_per_byte,
+            "val_accuracy": max(a for _, a, _ in result.curve), "steps_to_target": result.steps_to_target,
+            "censored": result.censored, "stop_reason": result.stop_reason, "best_step": result.best_step,
             "curve": [[s, round(a, 4), round(l, 4)] for s, a, l in result.curve],
             "steps_run": result.steps, "train_s": result.wall_s, "n_params": result.n_params}
 
 
-SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=cases, execute=execute, parallel=True,
-              summarize=summary,
-              metrics=("accuracy", "loss", "bits_per_byte", "steps_to_target", "censored", "curve", "steps_run",
-                       "train_s", "n_params"))
+SWEEP = Sweep(name=NAME, config=Config, profiles=PROFILES, cases=no_cases, plan=plan, execute=execute,
+              parallel=True, summarize=summary,
+              metrics=("accuracy", "trivial_accuracy", "trivial_rule", "loss", "bits_per_byte", "val_accuracy", "steps_to_target", "censored",
+                       "stop_reason", "best_step", "curve", "steps_run", "train_s", "n_params"))

@@ -161,7 +161,8 @@ def fit_and_test(factory: Callable[[], nn.Module], splits: tuple[TaskData, TaskD
         torch.manual_seed(tc.seed)
         net = factory()
         start = time.perf_counter()
-        curve, _, steps = fit(net, train_data, val, tc)
+        curve, _, _ = fit(net, train_data, val, tc)
+        steps = curve[-1][0]
         train_s = time.perf_counter() - start
         accuracy, loss = evaluate(net, test, tc.eval_batch_size)
         head = TaskData(*(t[:tc.n_eval] for t in (train_data.x, train_data.y, train_data.valid)))

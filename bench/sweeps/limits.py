@@ -8,7 +8,7 @@ writes each limit found as a ``kind="limit"`` record. The memory probe counts th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Generator, Iterator
+from typing import Any, Callable, Generator, Iterator, Mapping
 
 import torch
 
@@ -195,7 +195,7 @@ def _search(cfg: Config, variant: str, budget: str) -> Plan:
                                          "min_fail_why": failures.get(hi, "")}))
 
 
-def plan(cfg: Config, done: set[str]) -> Plan:
+def plan(cfg: Config, done: Mapping[str, dict]) -> Plan:
     """Every (variant, budget) search whose limit is not in ``done`` yet, in turn."""
     for variant, budget in pairs(cfg):
         if limit_case(cfg, variant, budget).id not in done:

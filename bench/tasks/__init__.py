@@ -138,3 +138,29 @@ def get(name: str) -> ModuleType:
         return TASKS[name]
     except KeyError:
         raise ConfigError(f"unknown task {name!r}; known: {', '.join(TASKS)}") from None
+
+
+# ------------------------------------------------------------------------------------------------ trivial rules
+
+Rule = Callable[[object, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def majority(train_y: np.ndarray) -> int:
+    """The most frequent scored target of a training split (ties: the smallest id)."""
+    scored = train_y[train_y != IGNORE]
+    return int(np.bincount(scored).argmax())
+
+
+def trivial_accuracies(name: str, cfg: object, train: TaskData, test: TaskData) -> dict[str, float]:
+    """Accuracy on ``test``'s scored targets of every trivial rule for task ``name``: the training majority, and
+    the task's own ``TRIVIAL_RULES`` (rules that read the row but not the ability the task measures, each a
+    function ``(cfg, x (N, T), rows, positions) -> predictions`` for the scored (row, position) pairs)."""
+    x, y = test.x.numpy(), test.y.numpy()
+    if y.ndim == 1:  # classify head: one label per row
+        return {"majority": float((y == majority(train.y.numpy())).mean())}
+    rows, positions = np.nonzero(y != IGNORE)
+    truth = y[rows, positions]
+    out = {"majority": float((truth == majority(train.y.numpy())).mean())}
+    for rule_name, rule in getattr(get(name), "TRIVIAL_RULES", {}).items():
+        out[rule_name] = float((rule(cfg, x, rows, positions) == truth).mean())
+    return out

@@ -80,3 +80,37 @@ def make(cfg: Config, seed: int, n: int, split: str = "train") -> TaskData:
     """``n`` MQAR rows for ``split``: x (n, T), y (n, T) with values at query positions, valid all True."""
     check_request(cfg, seed, n, split)
     return fill_split(lambda rng, m: _draw(cfg, rng, m), n, seed, split)
+
+
+# ----------------------------------------------------------------------------------- rules that do not retrieve
+
+def _context_value(cfg: Config, x: np.ndarray, rows: np.ndarray, pick: int) -> np.ndarray:
+    """The ``pick``-th value of each row's key-value context (0 first, -1 last), ignoring the query."""
+    return x[rows, 2 * (pick % cfg.n_pairs) + 1]
+
+
+def _latest_value_token(cfg: Config, x: np.ndarray, rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The most recent value-range token before the query (context or filler), ignoring which key is asked."""
+    half = cfg.vocab_size // 2
+    out = []
+    for r, p in zip(rows, positions):
+        before = np.flatnonzero(x[r, :p] >= half)
+        out.append(x[r, before[-1]] if before.size else half)
+    return np.array(out)
+
+
+def _query_order(cfg: Config, x: np.ndarray, rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The i-th query of a row answered with the i-th context value (position order, not key identity)."""
+    rank = np.zeros_like(positions)
+    for r in np.unique(rows):
+        here = np.flatnonzero(rows == r)
+        rank[here[np.argsort(positions[here])]] = np.arange(here.size)
+    return x[rows, 2 * (rank % cfg.n_pairs) + 1]
+
+
+TRIVIAL_RULES = {
+    "first context value": lambda cfg, x, rows, pos: _context_value(cfg, x, rows, 0),
+    "last context value": lambda cfg, x, rows, pos: _context_value(cfg, x, rows, -1),
+    "latest value token": _latest_value_token,
+    "i-th query -> i-th value": _query_order,
+}

@@ -1,16 +1,23 @@
-"""Needle at a controlled distance: the answer is a token exactly ``distance`` positions before the question.
+"""Needles with distractors: key–value needles scattered in filler, then questions naming some of them.
 
-Source: a controlled-distance variant of the passkey / needle-in-a-haystack retrieval tests (Mohtashami &
-Jaggi 2023, "Landmark Attention", arXiv 2305.16300, passkey retrieval; Kamradt 2023, "Needle in a Haystack").
-Unlike those, the gap between needle and question is a knob, not a by-product of document length, so the task
-separates mechanisms by reach: a stack whose receptive field (layers x window for sliding-window attention) is
-smaller than ``distance`` has no path from the needle to the question, while full attention has one.
+Source: the multi-key / multi-query needle-in-a-haystack tasks of RULER (Hsieh et al. 2024, "RULER: What's the
+Real Context Size of Your Long-Context Language Models?", arXiv 2404.06654, MK-NIAH and MQ-NIAH), themselves
+extensions of passkey retrieval (Mohtashami & Jaggi 2023, arXiv 2305.16300). Here needles are token pairs, not
+sentences, and how far back they may sit is a knob.
 
-Vocabulary: ``0`` is the QUERY token, ``1 .. n_values`` are needle values, the next ``n_filler`` ids are filler.
-One row: uniform filler; the needle value at a uniform position ``p`` in ``[0, T - 1 - distance]``; QUERY at
-``p + distance``. Head: a token head with ONE scored position: ``y[p + distance]`` is the needle's value (the
-token a causal LM should emit after QUERY); every other target is ``IGNORE``. Filler never uses value or QUERY
-ids, so the needle and the question are unique in each row.
+Vocabulary: ``0`` is QUERY; then ``n_keys`` key ids, ``n_values`` value ids and ``n_filler`` filler ids.
+One row of length T with Q = ``n_queries``::
+
+    f f k2 v2 f f f k1 v1 f k3 v3 f f ... f | QUERY k3 QUERY k1 ...
+    <------------- haystack ---------------> <---- 2Q question tokens ---->
+
+``n_needles`` pairs (key, value) sit at non-overlapping random places in the haystack (the ``max_distance``
+positions before the questions; 0: the whole of it); their keys are distinct, and so are their values, within a
+row. The questions name Q distinct needles in random order; the target at each question's key is that needle's
+value (the token a causal LM emits next), every other target is ``IGNORE``. Answers never appear after their
+question (the next token is QUERY or the row's end). No rule that ignores which key is asked beats
+1 / ``n_needles`` (tests/test_tasks.py holds ``TRIVIAL_RULES`` to that), and a question's answer sits anywhere
+in the haystack, so no fixed offset finds it.
 """
 from __future__ import annotations
 
@@ -26,41 +33,113 @@ QUERY = 0
 
 @dataclass(frozen=True)
 class Config(TaskConfig):
-    """One value to retrieve from a fixed distance back through filler tokens."""
+    """Key–value needles in filler and questions naming some; the answer to each: that needle's value."""
 
     seq_len: int = 256  # tokens per example
-    distance: int = 64  # positions between the needle and the query
-    n_values: int = 16  # distinct needle values (the classes)
-    n_filler: int = 32  # distinct filler tokens
+    n_needles: int = 4  # key-value pairs per row
+    n_queries: int = 0  # questions per row, each naming a distinct needle (0: one per needle)
+    n_keys: int = 16  # distinct key ids
+    n_values: int = 16  # distinct value ids (the classes)
+    n_filler: int = 16  # distinct filler ids
+    max_distance: int = 0  # haystack positions the needles may use, counted back from the questions (0: all)
 
     @property
     def vocab_size(self) -> int:
-        return 1 + self.n_values + self.n_filler
+        return 1 + self.n_keys + self.n_values + self.n_filler
+
+    @property
+    def first_value(self) -> int:
+        return 1 + self.n_keys
+
+    @property
+    def queries(self) -> int:
+        return self.n_queries or self.n_needles
+
+    @property
+    def haystack(self) -> tuple[int, int]:
+        """[start, stop) of the positions the needles may use."""
+        stop = self.seq_len - 2 * self.queries
+        return (max(0, stop - self.max_distance) if self.max_distance else 0), stop
 
     def validate(self) -> None:
-        if not 1 <= self.distance < self.seq_len:
-            raise ConfigError(f"needle: distance must be in [1, seq_len - 1] = [1, {self.seq_len - 1}], "
-                              f"got {self.distance}")
-        if self.n_values < 2:
-            raise ConfigError(f"needle: n_values must be >= 2, got {self.n_values}")
+        if self.n_needles < 1 or self.n_needles > min(self.n_keys, self.n_values):
+            raise ConfigError(f"needle: n_needles must be in [1, min(n_keys, n_values)] = "
+                              f"[1, {min(self.n_keys, self.n_values)}], got {self.n_needles}")
+        if not 0 <= self.n_queries <= self.n_needles:
+            raise ConfigError(f"needle: n_queries must be in [0, n_needles = {self.n_needles}], got {self.n_queries}")
+        if self.max_distance < 0:
+            raise ConfigError(f"needle: max_distance must be >= 0, got {self.max_distance}")
+        start, stop = self.haystack
+        if stop - start < 2 * self.n_needles:
+            raise ConfigError(f"needle: a haystack of {max(stop - start, 0)} positions (seq_len={self.seq_len}, "
+                              f"max_distance={self.max_distance}, {self.queries} questions) cannot hold "
+                              f"{self.n_needles} needles (needs {2 * self.n_needles})")
         if self.n_filler < 1:
             raise ConfigError(f"needle: n_filler must be >= 1, got {self.n_filler}")
 
 
+def _starts(rng: np.random.Generator, start: int, stop: int, n: int) -> np.ndarray:
+    """``n`` non-overlapping pair starts in [start, stop - 1): n gaps laid between n pairs, uniformly."""
+    free = stop - start - 2 * n  # positions not covered by a pair
+    cuts = np.sort(rng.choice(free + n, size=n, replace=False))  # stars and bars: pair i after cuts[i] - i gaps
+    return start + cuts + np.arange(n)
+
+
 def _draw(cfg: Config, rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    T, first_filler = cfg.seq_len, 1 + cfg.n_values
+    T, Q = cfg.seq_len, cfg.queries
+    first_filler = cfg.first_value + cfg.n_values
     x = rng.integers(first_filler, first_filler + cfg.n_filler, size=(m, T))
-    value = rng.integers(1, 1 + cfg.n_values, size=m)  # (m,)
-    p = rng.integers(0, T - cfg.distance, size=m)  # needle position, so that p + distance <= T - 1
-    rows = np.arange(m)
-    x[rows, p] = value
-    x[rows, p + cfg.distance] = QUERY
     y = np.full((m, T), IGNORE, dtype=np.int64)
-    y[rows, p + cfg.distance] = value
+    question = T - 2 * Q + 2 * np.arange(Q)  # QUERY positions; each key follows its QUERY
+    for row in range(m):
+        keys = 1 + rng.choice(cfg.n_keys, size=cfg.n_needles, replace=False)
+        values = cfg.first_value + rng.choice(cfg.n_values, size=cfg.n_needles, replace=False)
+        starts = rng.permutation(_starts(rng, *cfg.haystack, cfg.n_needles))
+        x[row, starts], x[row, starts + 1] = keys, values
+        asked = rng.choice(cfg.n_needles, size=Q, replace=False)
+        x[row, question], x[row, question + 1] = QUERY, keys[asked]
+        y[row, question + 1] = values[asked]
     return x, y, np.ones((m, T), dtype=bool)
 
 
 def make(cfg: Config, seed: int, n: int, split: str = "train") -> TaskData:
-    """``n`` rows for ``split``: x (n, T), y (n, T) scored only at the QUERY position, valid all True."""
+    """``n`` rows for ``split``: x (n, T), y (n, T) scored at the questions' keys, valid all True."""
     check_request(cfg, seed, n, split)
     return fill_split(lambda rng, m: _draw(cfg, rng, m), n, seed, split)
+
+
+# ----------------------------------------------------------------------------------- rules that do not retrieve
+
+def _values(cfg: Config, x: np.ndarray) -> np.ndarray:
+    return (x >= cfg.first_value) & (x < cfg.first_value + cfg.n_values)
+
+
+def _nth_value(cfg: Config, x: np.ndarray, rows: np.ndarray, pick: int) -> np.ndarray:
+    """The ``pick``-th value (0 first, -1 last) in each row, ignoring which key is asked."""
+    is_value = _values(cfg, x)
+    return np.array([x[r][is_value[r]][pick] for r in rows])
+
+
+def _fixed_offset(cfg: Config, x: np.ndarray, rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The token at the middle of the haystack's distance range before each question (a fixed-offset copy)."""
+    start, stop = cfg.haystack
+    return x[rows, np.maximum(positions - (positions.max() - (start + stop) // 2), 0)]
+
+
+def _bag(cfg: Config, x: np.ndarray, rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """A bag-of-tokens guess: the value whose id is closest to the asked key's, ignoring positions."""
+    is_value = _values(cfg, x)
+    keys = x[rows, positions]
+    out = []
+    for r, k in zip(rows, keys):
+        vals = x[r][is_value[r]]
+        out.append(vals[np.argmin(np.abs(vals - cfg.first_value - (k - 1)))])
+    return np.array(out)
+
+
+TRIVIAL_RULES = {
+    "first value in the row": lambda cfg, x, rows, pos: _nth_value(cfg, x, rows, 0),
+    "last value in the row": lambda cfg, x, rows, pos: _nth_value(cfg, x, rows, -1),
+    "token at a fixed offset": _fixed_offset,
+    "bag of tokens (nearest id)": _bag,
+}
