@@ -77,28 +77,29 @@ class Config(TaskConfig):
             raise ConfigError(f"needle: n_filler must be >= 1, got {self.n_filler}")
 
 
-def _starts(rng: np.random.Generator, start: int, stop: int, n: int) -> np.ndarray:
-    """``n`` non-overlapping pair starts in [start, stop - 1): n gaps laid between n pairs, uniformly."""
-    free = stop - start - 2 * n  # positions not covered by a pair
-    cuts = np.sort(rng.choice(free + n, size=n, replace=False))  # stars and bars: pair i after cuts[i] - i gaps
-    return start + cuts + np.arange(n)
+def _distinct(rng: np.random.Generator, m: int, high: int, k: int) -> np.ndarray:
+    """(m, k) ints, each row k distinct values from [0, high) in random order."""
+    return rng.random((m, high)).argsort(axis=1)[:, :k]
 
 
 def _draw(cfg: Config, rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    T, Q, H = cfg.seq_len, cfg.queries, cfg.haystack_len
+    T, Q, H, N = cfg.seq_len, cfg.queries, cfg.haystack_len, cfg.n_needles
     first_filler = cfg.first_value + cfg.n_values
     x = rng.integers(first_filler, first_filler + cfg.n_filler, size=(m, T))
+    start = rng.integers(0, T - H - 2 * Q + 1, size=(m, 1))  # where each row's haystack block begins
+    # N non-overlapping pairs in H positions: stars and bars (N pairs among the H - 2N free positions)
+    cuts = np.sort(_distinct(rng, m, H - 2 * N + N, N), axis=1)
+    pair = start + cuts + np.arange(N)  # (m, N) key positions, in order; keys and values are random below
+    keys = 1 + _distinct(rng, m, cfg.n_keys, N)
+    values = cfg.first_value + _distinct(rng, m, cfg.n_values, N)
+    np.put_along_axis(x, pair, keys, axis=1)
+    np.put_along_axis(x, pair + 1, values, axis=1)
+    asked = _distinct(rng, m, N, Q)  # which needle each question names
+    question = start + H + 2 * np.arange(Q)  # (m, Q) QUERY positions; each key follows its QUERY
+    np.put_along_axis(x, question, 0 * question + QUERY, axis=1)
+    np.put_along_axis(x, question + 1, np.take_along_axis(keys, asked, axis=1), axis=1)
     y = np.full((m, T), IGNORE, dtype=np.int64)
-    for row in range(m):
-        start = int(rng.integers(0, T - H - 2 * Q + 1))  # where the haystack block begins
-        question = start + H + 2 * np.arange(Q)  # QUERY positions; each key follows its QUERY
-        keys = 1 + rng.choice(cfg.n_keys, size=cfg.n_needles, replace=False)
-        values = cfg.first_value + rng.choice(cfg.n_values, size=cfg.n_needles, replace=False)
-        starts = rng.permutation(_starts(rng, start, start + H, cfg.n_needles))
-        x[row, starts], x[row, starts + 1] = keys, values
-        asked = rng.choice(cfg.n_needles, size=Q, replace=False)
-        x[row, question], x[row, question + 1] = QUERY, keys[asked]
-        y[row, question + 1] = values[asked]
+    np.put_along_axis(y, question + 1, np.take_along_axis(values, asked, axis=1), axis=1)
     return x, y, np.ones((m, T), dtype=bool)
 
 
