@@ -68,7 +68,8 @@ def test_profiles_validate_and_are_the_documented_grids():
     assert not accuracy.tuning_cases(quick)
     assert len(standard.seq_lens) >= 4 and max(standard.seq_lens) >= 256 and len(standard.seeds) >= 3
     assert standard.variants == () and len(standard.lr_grid) >= 3 and standard.patience > 0
-    assert len(accuracy.tuning_cases(standard)) == 2 * len(variants.names()) * len(standard.lr_grid)
+    assert "mqar" in standard.tasks
+    assert len(accuracy.tuning_cases(standard)) == len(standard.tasks) * len(variants.names()) * len(standard.lr_grid)
     gpu = accuracy.PROFILES["gpu"]
     assert gpu.device == "cuda" and max(gpu.seq_lens) >= 2048
     assert "listops" in accuracy.PROFILES["full"].tasks
