@@ -98,6 +98,7 @@ class LocalExecutor:
 
     def __init__(self, *, threads: int | None, device: str, jobs: int = 1):
         self.slots = [_Slot(threads, device) for _ in range(max(1, jobs))]
+        self._pool: ThreadPoolExecutor | None = None
 
     def cluster(self) -> dict[str, Any]:
         return {"executor": self.name}
@@ -113,7 +114,9 @@ class LocalExecutor:
 
     def _parallel(self, jobs: list[Job]) -> Iterator[Done]:
         """Several slots take jobs from one queue; an interrupt (the consumer closing this generator) kills the
-        children, so the threads waiting on them return at once."""
+        children, so the threads waiting on them return at once. The threads live as long as the executor: a
+        child is started by the thread that first needs it and dies with that thread (``PR_SET_PDEATHSIG``), so
+        a pool per call would kill the children it started before the next batch of an adaptive plan."""
         idle: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
         for slot in self.slots:
             idle.put(slot)
@@ -125,20 +128,24 @@ class LocalExecutor:
             finally:
                 idle.put(slot)
 
-        pool = ThreadPoolExecutor(max_workers=len(self.slots))
-        futures = [pool.submit(task, job) for job in jobs]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=len(self.slots))
+        futures = [self._pool.submit(task, job) for job in jobs]
         try:
             for future in as_completed(futures):
                 yield future.result()
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            for future in futures:
+                future.cancel()
             self.close()
             raise
-        pool.shutdown()
 
     def close(self) -> None:
         for slot in self.slots:
             slot.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -107,6 +107,25 @@ def test_parallel_sweep_writes_every_case_once(tmp_path, monkeypatch):
     assert set(df["status"]) == {"ok"}
 
 
+def test_an_adaptive_plan_runs_batches_in_parallel_and_its_children_outlive_a_batch(tmp_path):
+    """A plan yielding two batches (as the accuracy sweep's lr tuning, then its grid) gets each batch's outcomes
+    in order, and the worker children started for the first batch still serve the second (no ``killed`` row)."""
+    cfg = fake_sweep.Config(kinds=("ok",) * 8, jobs=2)
+    every = list(fake_sweep.cases(cfg))
+    got = []
+
+    def plan(cfg, done):
+        got.append((yield every[:4]))
+        got.append((yield every[4:]))
+
+    adaptive = dataclasses.replace(fake_sweep.SWEEP, parallel=True, plan=plan)
+    df = store.load(run_sweep(adaptive, cfg, profile="plan", out_dir=tmp_path, progress=False, threads=1))
+    assert set(df["status"]) == {"ok"} and len(df) == 8
+    assert [o.metrics["value"] for o in got[0]] == [0, 1, 4, 9] and [o.metrics["value"] for o in got[1]] == [16, 25, 36, 49]
+    first, second = (set(df[df["i"].isin(batch)]["pid"]) for batch in ([0, 1, 2, 3], [4, 5, 6, 7]))
+    assert second <= first  # the same children, alive after the first batch's threads went idle
+
+
 def test_a_sweep_names_the_cases_that_need_a_child_of_their_own(tmp_path):
     """``fresh_child(cfg, case)`` True: that case runs in a child that ran nothing before it; the others share."""
     fresh = dataclasses.replace(fake_sweep.SWEEP, fresh_child=lambda cfg, case: case["i"] in (2, 3))
