@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Attention, AttentionSpec, Paper, check_positive, register
+from .base import Attention, AttentionSpec, Paper, check_positive, feature_map, register
 
 KATHAROPOULOS = Paper("Transformers are RNNs: Fast Autoregressive Transformers with Linear Attention", 2020,
                       "2006.16236")
@@ -246,6 +246,9 @@ class EluLinearAttention(Attention):
         return attend_features(phi_q, phi_k, v, key_valid, causal=self.causal,
                                chunk_size=self.params["chunk_size"], eps=ELU_EPS)
 
+    def effective_map(self, q: Tensor, k: Tensor, key_valid: Tensor | None = None) -> Tensor:
+        return feature_map(*self.features(q, k, key_valid), causal=self.causal, eps=ELU_EPS).to(q.dtype)
+
 
 # ------------------------------------------------------------------------------------ linear_performer (2021)
 
@@ -382,3 +385,6 @@ class PerformerAttention(Attention):
         phi_q, phi_k = self.features(q, k, key_valid)
         return attend_features(phi_q, phi_k, v, key_valid, causal=self.causal,
                                chunk_size=self.params["chunk_size"], eps=PERFORMER_EPS)
+
+    def effective_map(self, q: Tensor, k: Tensor, key_valid: Tensor | None = None) -> Tensor:
+        return feature_map(*self.features(q, k, key_valid), causal=self.causal, eps=PERFORMER_EPS).to(q.dtype)
