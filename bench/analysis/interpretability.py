@@ -30,6 +30,15 @@ def answer_positions(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return rows, positions, truth
 
 
+def weight_shares(maps: np.ndarray) -> np.ndarray:
+    """Each row of an effective map as shares of its absolute weight, |M_pj| / Σ_j |M_pj|: the map itself for the
+    softmax and feature maps (non-negative, rows summing to 1), and a distribution for Linformer's and Nyström's
+    signed ones, whose raw entries can be negative or above 1. A row that is all zero stays zero."""
+    a = np.abs(maps)
+    total = a.sum(axis=-1, keepdims=True)
+    return np.divide(a, total, out=np.zeros_like(a), where=total > 0)
+
+
 def visible_keys(valid: np.ndarray, rows: np.ndarray, positions: np.ndarray, causal: bool) -> np.ndarray:
     """(Q, T) bool: the keys each query may see (valid, and j <= p when causal)."""
     seen = valid[rows].astype(bool)

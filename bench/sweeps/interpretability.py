@@ -130,7 +130,7 @@ def read_model(model: torch.nn.Module, data: tasks.TaskData, causal: bool, n_que
     rows, positions, truth = metrics.answer_positions(data.x.numpy(), data.y.numpy())
     keep = truth >= 0
     rows, positions, truth = rows[keep], positions[keep], truth[keep]
-    maps = attention_maps(model, data.x, data.valid)  # (L, N, H, T, T)
+    maps = metrics.weight_shares(attention_maps(model, data.x, data.valid))  # (L, N, H, T, T)
     seen = metrics.visible_keys(data.valid.numpy(), rows, positions, causal)
     weights = metrics.query_weights(maps, rows, positions)  # (L, H, Q, T)
     mass, hit = metrics.alignment(weights, truth)
