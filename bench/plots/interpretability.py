@@ -13,7 +13,7 @@ from bench.analysis.select import source
 from bench.plots.common import (FigureResult, NotMeasured, color_of, length_label, new_figure, not_measured, save,
                                 style_axes)
 
-SCORE_PANELS = (("alignment", "attention mass on the answer's key"),
+SCORE_PANELS = (("alignment", "share of attention on the answer's position"),
                 ("tau_grad", "Kendall τ vs gradient × input"),
                 ("tau_occlusion", "Kendall τ vs occlusion"))
 
@@ -54,8 +54,11 @@ def entropy_panel(ax, table: pd.DataFrame, rows: pd.DataFrame, title: str) -> No
         ax.plot(g["T"], g["entropy"], "-o", ms=4, color=color, label=variant)
         seeds = rows[rows["variant"] == variant]
         ax.scatter(seeds["T"], seeds["entropy"], s=12, color=color, alpha=0.6)
-    uniform = table.groupby("T")["uniform_entropy"].median()
-    ax.plot(uniform.index, uniform.to_numpy(), ":", color="0.3", lw=1.5)
+    for pose, g in table.groupby("posing", sort=True):  # causal queries see fewer keys than bidirectional ones
+        uniform = g.groupby("T")["uniform_entropy"].median()
+        ax.plot(uniform.index, uniform.to_numpy(), ":", color="0.3", lw=1.5)
+        ax.annotate(f"uniform, {pose}", (uniform.index[0], uniform.iloc[0]), fontsize=7, color="0.3", ha="left",
+                    va="bottom" if pose == "bidirectional" else "top")  # bidirectional sees more keys: above
     style_axes(ax, title, "sequence length T", "attention entropy (nats)", logx=True, logy=False)
     ax.set_xticks(sorted(table["T"].unique()))
     ax.xaxis.set_major_formatter(length_label)
@@ -84,10 +87,10 @@ def fig_interpretability(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str
                Line2D([], [], ls=":", color="0.3", label="uniform attention; τ = 0 of a random map")]
     fig.legend(handles=handles + axes[0, 3].get_legend_handles_labels()[0], loc="outside lower center", ncol=4,
                fontsize=8)
-    caption = (f"Per task at T = {T0} (the length with the most seeds), each trained model's attention mass on the "
-               "answer's key (its best layer and head; triangles: attention rollout; dotted: uniform attention over "
-               "the visible keys) and the per-query Kendall τ between that head's weights and two causal "
+    caption = (f"Per task at T = {T0} (the length with the most seeds), each trained model's share of attention "
+               "weight on the answer's position, the value after the asked key (its best layer and head; triangles: "
+               "attention rollout; dotted: uniform attention over the visible keys) and the per-query Kendall τ between that head's weights and two causal "
                "importances, gradient × input and leave-one-out occlusion of the token embedding (dotted: τ = 0 "
                "of a random map); points are seeds and bars their medians. The right panels give the attention "
-               "entropy (mean over layers and heads) at every measured T, against uniform attention's (dotted).")
+               "entropy (mean over layers and heads) at every measured T, against uniform attention's (dotted, per posing).")
     return FigureResult(name, title, save(fig, out_dir, name), table.round(3), caption, src.manifests)
