@@ -1,7 +1,8 @@
 """Command line: ``attention-limits list | run SWEEP [--profile quick|full] [--key=value ...] | report | check``;
 ``run SWEEP --help`` lists the sweep's options, generated from its Config.
 
-User errors (unknown variant or sweep, bad length, bad flag) print one line on stderr and exit 2.
+User errors (unknown variant or sweep, bad length, bad flag, an unusable results file or folder; the catalogue is
+docs/bad-input.md) print one line on stderr and exit 2 (``run_command``).
 """
 from __future__ import annotations
 
@@ -83,9 +84,21 @@ def cmd_all(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.report import build_report
+    from pathlib import Path
 
-    index = build_report(args.results_root, args.out_dir, progress=partial(print, file=sys.stderr, flush=True))
+    from bench.report import build_report
+    from bench.store import ResultsError, load_manifests, unwritable
+
+    root = Path(args.results_root)
+    if not root.is_dir() or not any(root.glob("*.jsonl")):
+        what = "is not a folder" if not root.is_dir() else "holds no *.jsonl results files"
+        raise ResultsError(f"--results-root {root} {what}; run a sweep first or pass the folder its rows went to")
+    if load_manifests(root=root).empty:
+        raise ResultsError(f"--results-root {root} holds no results records (empty files); run a sweep first")
+    try:
+        index = build_report(root, args.out_dir, progress=partial(print, file=sys.stderr, flush=True))
+    except OSError as exc:
+        raise unwritable(Path(exc.filename or args.out_dir), exc, "write the report to") from None
     print(f"report: {index}")
     return 0
 
@@ -141,20 +154,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_command(func, args: argparse.Namespace) -> int:
+    """The one place user errors become one stderr line: exit 2 for a problem the message names the fix of,
+    130 for Ctrl-C (the finished rows stay in the results file)."""
+    from bench.store import ResultsError
+
+    try:
+        return int(func(args) or 0)
+    except (ConfigError, variants.UnknownVariantError, ResultsError) as exc:
+        print(f"attention-limits: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("attention-limits: interrupted; finished cases are saved (rerun with --resume)", file=sys.stderr)
+        return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over a file-size limit: an EFBIG error row, not a core dump
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     args.extra = extra
     if extra and not getattr(args, "accepts_extra", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    try:
-        return int(args.func(args) or 0)
-    except (ConfigError, variants.UnknownVariantError) as exc:
-        print(f"attention-limits: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("attention-limits: interrupted; finished cases are saved (use --resume)", file=sys.stderr)
-        return 130
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ def apply_overrides(cfg: Any, overrides: dict[str, str]) -> Any:
         try:
             changes[key] = parse_value(text, hints[key])
         except ValueError as exc:
-            raise ConfigError(f"--{raw_key}={text}: {exc}") from None
+            raise ConfigError(f"--{raw_key}={text}: {exc}; expected {_type_name(hints[key])}") from None
     new = dataclasses.replace(cfg, **changes)
     new.validate()
     return new

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bench.analysis.gate import exponents
+from bench.config import ConfigError
+from bench.outcome import one_line
 
 DEFAULT_BASELINE = Path(__file__).resolve().parents[1] / "results" / "baseline" / "gate.json"
 REFERENCE = "full_sdpa"  # the denominator of every speed ratio
@@ -66,16 +68,26 @@ class GateConfig:
 # ----------------------------------------------------------------------------------------------------------------
 # Worker-child targets (each case is a plain dict; plugins are imported again in the child).
 
+def _import_plugin(name: str) -> None:
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError:
+        if os.getcwd() in sys.path:
+            raise
+        sys.path.append(os.getcwd())
+        importlib.import_module(name)
+
+
 def load_plugins(modules: Sequence[str]) -> None:
-    """Import each plugin module (it registers variants on import); the current directory is tried as well."""
+    """Import each plugin module (it registers variants on import); the current directory is tried as well.
+
+    A plugin that does not import, or fails while registering (a duplicate name, say), is a ``ConfigError``."""
     for name in modules:
         try:
-            importlib.import_module(name)
-        except ModuleNotFoundError:
-            if os.getcwd() in sys.path:
-                raise
-            sys.path.append(os.getcwd())
-            importlib.import_module(name)
+            _import_plugin(name)
+        except Exception as exc:  # noqa: BLE001 - whatever a plugin raises on import is the user's to fix
+            raise ConfigError(f"--plugin {name}: the module failed to import ({one_line(exc)}); pass an importable "
+                              f"module (on PYTHONPATH or in this folder) that registers new names") from None
 
 
 def _enter(case: dict) -> "GateConfig":

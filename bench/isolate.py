@@ -116,11 +116,11 @@ def _child_main() -> None:
     while True:
         try:
             message = inbox.recv()
-        except EOFError:
-            return
-        if message[0] != "run":
-            return
-        outbox.send(_execute(message[1], message[2]))
+            if message[0] != "run":
+                return
+            outbox.send(_execute(message[1], message[2]))
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            return  # the parent went away (Ctrl-C, a kill): nothing is left to answer, and nothing to print
 
 
 # ----------------------------------------------------------------------------------------------------------------

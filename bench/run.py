@@ -124,13 +124,26 @@ def run_sweep(sweep: Sweep, cfg: Any, *, profile: str, out_dir: str | Path = "re
     ``mem_cap_bytes`` if given, else ``sweep.mem_cap(cfg, case)`` (default ``cfg.mem_cap_bytes``; None: the
     Worker's default; no address-space cap on CUDA). ``executor``: ``local`` (children of this process) or ``ray``
     (Ray tasks, on the cluster at ``address``; ``bench.executors``); either way only this process writes rows.
-    ``resume`` skips case ids already in the file and appends a new segment; otherwise an existing file is first
-    kept aside (``keep_earlier``) and a new one written. ``progress``: None shows a bar when stderr is a terminal
-    and plain lines when it is not (``bench.progress``), a bool forces the bar on or off, a callable
-    ``(case, outcome)`` is called after each written row (no bar).
+    ``resume`` skips case ids already in the file and appends a new segment (refused, ``store.ResultsError``, on
+    another sweep's file or a newer schema); otherwise an existing file is first kept aside (``keep_earlier``) and
+    a new one written. One run per file at a time (``store.ResultsLock``; a second raises ``ResultsError``).
+    ``progress``: None shows a bar when stderr is a terminal and plain lines when it is not (``bench.progress``), a
+    bool forces the bar on or off, a callable ``(case, outcome)`` is called after each written row (no bar).
     """
+    path = store.results_path(out_dir, sweep.name, profile, cfg.run_device)
+    with store.ResultsLock(path):
+        if resume and path.exists():
+            store.check_resumable(path, sweep.name)
+        return _run_locked(sweep, cfg, path, profile=profile, resume=resume, threads=threads, progress=progress,
+                           extra_manifest=extra_manifest, mem_cap_bytes=mem_cap_bytes, executor=executor,
+                           address=address)
+
+
+def _run_locked(sweep: Sweep, cfg: Any, path: Path, *, profile: str, resume: bool, threads: int | None,
+                progress: bool | ProgressCallback | None, extra_manifest: dict[str, Any] | None,
+                mem_cap_bytes: int | None, executor: str, address: str | None) -> Path:
+    """``run_sweep``'s body, run while this process holds the results file's lock."""
     device = cfg.run_device
-    path = store.results_path(out_dir, sweep.name, profile, device)
     done = store.finished_records(path) if resume else {}
     cases = None if sweep.plan else sweep_cases(sweep, cfg)
     todo = None if cases is None else [c for c in cases if c.id not in done]
@@ -162,8 +175,7 @@ def run_sweep(sweep: Sweep, cfg: Any, *, profile: str, out_dir: str | Path = "re
                 else:
                     _drive(sweep.plan(cfg, done), lambda batch: runner.run(job(c) for c in batch), recorder)
             except KeyboardInterrupt:
-                bar.write(f"interrupted: {path} holds every finished case; rerun with resume to go on",
-                          file=sys.stderr)
+                bar.close()  # the caller says "interrupted" once, after the bar's last line
                 raise
     finally:
         runner.close()

@@ -8,9 +8,11 @@ length, ``seed``, ...) and the metric columns the sweep declares (``Sweep.metric
 column, or with an undeclared metric, is a sweep bug and raises on write.
 
 A fresh run writes a new file (``run_sweep`` first moves an existing one to ``previous/``, ``keep_aside``); a
-resumed run appends a new segment. Every line is flushed and fsync'ed as it is written, so a killed run loses at
-most the line it was writing, and a truncated last line is skipped when reading. Units are SI base units: s, bytes,
-FLOPs.
+resumed run appends a new segment. Every line is written whole and fsync'ed, so a killed run loses at most the
+line it was writing; that torn last line is skipped (and reported) when reading and cut before a resume appends.
+One writer at a time: ``ResultsLock`` holds ``<file>.lock`` (with its pid) for the whole run. Problems a user can
+cause (a file that cannot be written, from a newer schema, of another sweep) raise ``ResultsError``, a one-line
+message naming the fix. Units are SI base units: s, bytes, FLOPs.
 
 Old files are migrated on read (``migrate``), not rewritten: before schema 2 a limit found was a ``kind="row"``
 record of the limits sweep with the sentinel ``T == 0``; it reads as ``kind="limit"`` without ``T``.
@@ -28,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Collection, Iterable, Iterator
 
+from bench.guard import ResultsError, ResultsLock, unwritable  # noqa: F401 - the store's errors and its lock
 from bench.outcome import Outcome
 
 SCHEMA_VERSION = 2
@@ -218,11 +221,26 @@ def _cut_partial_line(path: Path) -> None:
             fh.truncate(data.rfind(b"\n") + 1)
 
 
+def check_resumable(path: Path, sweep: str) -> None:
+    """Before a resume appends to ``path``: every segment must be of ``sweep`` and of a schema this code reads."""
+    for record in read_records(path):
+        if record.get("kind") != "manifest":
+            continue
+        version = record.get("schema_version", 1)
+        if isinstance(version, int) and version > SCHEMA_VERSION:
+            raise ResultsError(f"{path} was written with results schema {version}, newer than this code's "
+                               f"{SCHEMA_VERSION}; update attention-limits or start a fresh file")
+        if record.get("sweep") != sweep:
+            raise ResultsError(f"{path} holds results of sweep {record.get('sweep')!r}, not {sweep!r}; "
+                               f"--resume continues the same sweep's file (drop --resume or pass another --out-dir)")
+
+
 class RunWriter:
     """Writes one segment: the manifest on open, then ``write(case, outcome)`` per finished case.
 
     ``resume=False`` truncates ``path``; ``resume=True`` appends a new segment to it. ``metrics``: the metric
-    columns the sweep declares (every other metric raises on write).
+    columns the sweep declares (every other metric raises on write). Each line goes out in one unbuffered write
+    and is fsync'ed; an OS refusal (disk full, read-only) is a ``ResultsError`` naming the file.
     """
 
     def __init__(self, path: str | Path, manifest_record: dict[str, Any], *, metrics: Collection[str],
@@ -230,16 +248,28 @@ class RunWriter:
         self.path = Path(path)
         self.metrics = frozenset(metrics)
         self.run_id = manifest_record["run_id"]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if resume and self.path.exists():
-            _cut_partial_line(self.path)
-        self._fh = open(self.path, "a" if resume else "w", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if resume and self.path.exists():
+                _cut_partial_line(self.path)
+            self._fh = open(self.path, "ab" if resume else "wb", buffering=0)
+        except OSError as exc:
+            raise unwritable(self.path, exc) from None
         self._write(manifest_record)
 
     def _write(self, record: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(record, default=_json_default) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        data = (json.dumps(record, default=_json_default) + "\n").encode("utf-8")
+        try:
+            self._emit(data)
+            os.fsync(self._fh.fileno())
+        except OSError as exc:
+            raise unwritable(self.path, exc) from None
+
+    def _emit(self, data: bytes) -> None:
+        """Write all of ``data`` (a raw file may take it in parts)."""
+        view = memoryview(data)
+        while view:
+            view = view[self._fh.write(view):]
 
     def write(self, case: Any, outcome: Outcome, kind: str = "row") -> dict[str, Any]:
         """Append and sync one record (a row, or a summary of another ``kind``); returns the record written."""
@@ -268,23 +298,55 @@ def migrate(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Every record of a results file (migrated); an unparsable LAST line is skipped, one elsewhere raises
-    ``ValueError``."""
-    with open(path, encoding="utf-8") as fh:
-        lines = fh.read().split("\n")
-    while lines and not lines[-1].strip():
-        lines.pop()
+def _parse(line: str) -> dict[str, Any] | None:
+    """One line as a record, or None when it is not a JSON object with a string ``kind`` (and a row's case id)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
+        return None
+    if record["kind"] in KINDS and not isinstance(record.get("case_id"), str):
+        return None
+    return record
+
+
+def read_records(path: str | Path, skipped: list[int] | None = None) -> Iterator[dict[str, Any]]:
+    """Every record of a results file (migrated). A line that does not parse (a torn last line of a killed run, a
+    corrupt line) is skipped and its number appended to ``skipped``; with ``skipped=None`` one line per file on
+    stderr says how many were skipped. Unreadable or non-UTF-8 files raise ``ResultsError``."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().split("\n")
+    except OSError as exc:
+        raise ResultsError(f"cannot read {path}: {exc.strerror or exc}; check the path and its permissions") from None
+    bad = [] if skipped is None else skipped
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):
-                return
-            raise ValueError(f"{path}:{number}: corrupt results line") from None
+        record = _parse(line)
+        if record is None:
+            bad.append(number)
+            continue
         yield migrate(record)
+    if skipped is None and bad:
+        warn_skipped(path, bad, len(lines) - (lines[-1] == ""))
+
+
+_WARNED: set[tuple[str, int, int]] = set()  # (path, mtime, size) already warned about: one line per file state
+
+
+def warn_skipped(path: str | Path, numbers: list[int], last: int) -> None:
+    """One stderr line: which lines of ``path`` were skipped (a torn last line is what a killed run leaves)."""
+    stat = os.stat(path)
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    torn = " (the last one torn: a run killed while writing)" if numbers[-1] == last else ""
+    shown = ", ".join(map(str, numbers[:5])) + (", ..." if len(numbers) > 5 else "")
+    print(f"attention-limits: warning: {path}: skipped {len(numbers)} unreadable line(s) (line {shown}){torn}",
+          file=sys.stderr)
 
 
 def finished_records(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -298,9 +360,7 @@ def finished_records(path: str | Path) -> dict[str, dict[str, Any]]:
 def finished_case_ids(path: str | Path) -> set[str]:
     """Case ids that already have a record in ``path`` (a row of any status, or a summary); empty if the file does
     not exist."""
-    if not Path(path).exists():
-        return set()
-    return {r["case_id"] for r in read_records(path) if r.get("kind") in KINDS}
+    return set(finished_records(path))
 
 
 def _paths(paths: str | Path | Iterable[str | Path] | None, root: str | Path) -> list[Path]:

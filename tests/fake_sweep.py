@@ -49,6 +49,12 @@ def _oom(case: Case) -> dict:
     return {}
 
 
+def _nap(case: Case) -> dict:
+    """A short case (50 ms), so a sweep of them spends its time between rows and in writing them."""
+    time.sleep(0.05)
+    return {"value": case["i"], "pid": os.getpid()}
+
+
 def _sleep(case: Case) -> dict:
     time.sleep(120)
     return {}
@@ -166,7 +172,7 @@ def _holes(case: Case) -> dict:
     return {"mapped": mapped, "retained": retained, "nested": nested, "still_mapped": still_mapped}
 
 
-KINDS = {"ok": _ok, "oom": _oom, "sleep": _sleep, "sigkill": _sigkill, "unsupported": _unsupported,
+KINDS = {"ok": _ok, "nap": _nap, "oom": _oom, "sleep": _sleep, "sigkill": _sigkill, "unsupported": _unsupported,
          "error": _error, "exit": _exit,
          "kill_ray_worker": _kill_ray_worker, "kill_ray_worker_always": _kill_ray_worker, "probe": _probe,
          "holes": _holes}

@@ -68,7 +68,8 @@ def test_profiles_validate_and_are_the_documented_grids():
     assert not accuracy.tuning_cases(quick)
     assert len(standard.seq_lens) >= 4 and max(standard.seq_lens) >= 256 and len(standard.seeds) >= 3
     assert standard.variants == () and len(standard.lr_grid) >= 3 and standard.patience > 0
-    assert len(accuracy.tuning_cases(standard)) == 2 * len(variants.names()) * len(standard.lr_grid)
+    assert "mqar" in standard.tasks
+    assert len(accuracy.tuning_cases(standard)) == len(standard.tasks) * len(variants.names()) * len(standard.lr_grid)
     gpu = accuracy.PROFILES["gpu"]
     assert gpu.device == "cuda" and max(gpu.seq_lens) >= 2048
     assert "listops" in accuracy.PROFILES["full"].tasks
@@ -81,7 +82,7 @@ class FakeOutcome:
 
 def test_plan_tunes_then_runs_the_grid_at_each_chosen_lr_and_resumes():
     cfg = accuracy.Config(tasks=("mqar",), variants=("full_sdpa", "linear_elu"), seq_lens=(32, 64), seeds=(0, 1),
-                          lr_grid=(1e-3, 3e-3))
+                          lr_grid=(1e-3, 3e-3), tune_len=0)
     plan = accuracy.plan(cfg, {})
     tune = next(plan)
     assert [(c["variant"], c["lr"], c["T"], c["seed"]) for c in tune] == [
@@ -152,7 +153,7 @@ def test_recall_tasks_hold_nothing_after_a_query_that_gives_the_answer():
     ({"variants": "full_sdpa,nope"}, "unknown variant"),
     ({"seq_lens": "64,0"}, "positive"),
     ({"seq_lens": "-8"}, "positive"),
-    ({"tasks": "mqar", "seq_lens": "16"}, "mqar"),  # 8 pairs do not fit T = 16
+    ({"tasks": "mqar", "seq_lens": "16", "n_pairs": "8"}, "mqar"),  # 8 pairs do not fit T = 16
     ({"steps": "0"}, "steps"),
     ({"lr_grid": "0.001,-1"}, "lr"),
     ({"tune_len": "48"}, "tune-len"),

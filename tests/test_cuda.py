@@ -155,3 +155,21 @@ def test_sweeps_run_end_to_end_on_cuda(tmp_path):
     assert found["status"] == "ok" and 1024 <= found["max_fit_t"] < found["min_fail_t"] <= 1 << 16
     # full_naive's scores alone are 4·4·T² bytes: 256 MiB fits T = 4096 at most
     assert found["max_fit_t"] <= 4096 and found["min_fail_why"] in ("over budget", "oom")
+
+
+def test_accuracy_trains_on_cuda_and_caches_a_cpu_loadable_model(tmp_path, monkeypatch):
+    """The accuracy gpu profile's path: a tiny case trains on the GPU, deterministically, and its checkpoint
+    loads on the CPU."""
+    from bench import checkpoints
+    from bench.sweeps import accuracy
+
+    monkeypatch.setenv("ATTENTION_LIMITS_CACHE", str(tmp_path))
+    cfg = accuracy.Config(tasks=("mqar",), variants=("full_sdpa",), seq_lens=(16,), seeds=(0,), steps=20,
+                          batch_size=8, eval_every=10, warmup=1, n_train=64, n_eval=16, d_model=16, n_layers=1,
+                          n_pairs=2, mqar_vocab=16, threads=1, lr_grid=(3e-3,), device="cuda")
+    cfg.validate()
+    (case,) = accuracy.grid_cases(cfg, {("mqar", "full_sdpa"): 3e-3})
+    first, again = accuracy.execute(case), accuracy.execute(case)
+    assert first["curve"] == again["curve"] and 0.0 <= first["accuracy"] <= 1.0
+    model, _ = checkpoints.load(case.id)
+    assert next(model.parameters()).device.type == "cpu"

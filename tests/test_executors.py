@@ -21,7 +21,7 @@ EFFICIENCY = efficiency.Config(variants=("full_naive", "linear_elu"), seq_lens=(
                                causal=(False,), min_run_time=0.01, threads=1)
 ACCURACY = accuracy.Config(tasks=("mqar",), variants=("full_sdpa", "linear_elu"), seq_lens=(16,), seeds=(0,),
                            steps=4, batch_size=8, eval_every=2, warmup=1, n_train=32, n_eval=16, d_model=16,
-                           n_layers=1, n_pairs=2, mqar_vocab=16, threads=1, jobs=2, lr_grid=(1e-3, 3e-3))
+                           n_layers=1, n_pairs=2, mqar_vocab=16, threads=1, jobs=2, lr_grid=(1e-3, 3e-3), tune_len=0)
 
 
 @pytest.fixture(scope="module")

@@ -109,7 +109,7 @@ def test_chunk_size_invariance(name):
 
 @pytest.mark.parametrize("name", LINEAR)
 def test_causality(name):
-    """Changing tokens after position t leaves outputs up to t unchanged (FAVOR+: up to its eps-sized key shift)."""
+    """Changing tokens after position t leaves outputs up to t unchanged (bitwise: ``test_performer_causal_...``)."""
     attn = make(name, causal=True, chunk_size=7)
     q, k, v = qkv(40, dtype=torch.float32)
     q2, k2, v2 = (x.clone() for x in (q, k, v))
@@ -167,6 +167,45 @@ def test_dtypes_finite_outputs_and_grads(name, causal, dtype):
 
 
 # -------------------------------------------------------------------------------------------------- performer
+
+@pytest.mark.parametrize("scale,d", [(1.0, 8), (100.0, 1), (1e4, 1), (1e4, 8)])
+@pytest.mark.parametrize("chunk_size", [1, 4, 64])
+def test_performer_causal_output_never_reads_a_later_key(scale, d, chunk_size):
+    """Bitwise: out_i is unchanged when any key or value after i changes: to huge keys, or to small ones whose
+    logits are the largest. (With one max over all keys as the shift, inputs ×100 and D = 1, a later small key
+    underflowed every feature of k_0 and out_0 read 0 instead of v_0: the fuzz case.)"""
+    attn = make("linear_performer", True, d_head=d, chunk_size=chunk_size)
+    q, k, v = qkv(13, d=d, scale=scale)
+    k[..., 0, :] = q[..., 0, :]  # φ(q_0)·φ(k_0) peaks at the same feature: out_0 = v_0 is representable
+    valid = random_valid(13)
+    valid[:, 0] = True
+    with torch.no_grad():
+        out = attn(q, k, v, key_valid=valid)
+        for cut in range(13):
+            tail = k[..., cut + 1:, :]
+            for later in (torch.randn_like(tail) * 5 * scale, torch.full_like(tail, 1e3 * scale), tail * 1e-2 / scale):
+                k2, v2 = k.clone(), v.clone()
+                k2[..., cut + 1:, :], v2[..., cut + 1:, :] = later, -later
+                assert torch.equal(attn(q, k2, v2, key_valid=valid)[..., :cut + 1, :], out[..., :cut + 1, :]), cut
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[..., 0, :], v[..., 0, :], rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("scale,d", [(1.0, 8), (100.0, 1)])
+@pytest.mark.parametrize("padded", [False, True])
+def test_performer_causal_is_the_noncausal_estimator_on_each_prefix(scale, d, padded):
+    """Same ω: the causal output at i equals the non-causal estimator run on keys 0..i (its last row)."""
+    causal = make("linear_performer", True, d_head=d, chunk_size=4)
+    full = make("linear_performer", False, d_head=d)
+    q, k, v = qkv(23, d=d, scale=scale)
+    valid = random_valid(23) if padded else None
+    out = causal(q, k, v, key_valid=valid)
+    for i in range(23):
+        prefix = full(q[..., :i + 1, :], k[..., :i + 1, :], v[..., :i + 1, :],
+                      key_valid=None if valid is None else valid[:, :i + 1])
+        sees = torch.ones(B, dtype=torch.bool) if valid is None else valid[:, :i + 1].any(-1)
+        torch.testing.assert_close(out[sees][..., i, :], prefix[sees][..., i, :], rtol=1e-9, atol=1e-12 * scale)
+
 
 def mean_error(r: int, seeds=range(6), T: int = 64, d: int = 16) -> float:
     """Mean |FAVOR+ − softmax attention| over seeds of the random features (inputs fixed)."""

@@ -83,14 +83,19 @@ def test_a_truncated_last_line_is_ignored_and_cut_on_resume(tmp_path):
     assert len(list(store.read_records(path))) == 5 and len(store.load(path)) == 3
 
 
-def test_a_corrupt_line_in_the_middle_is_an_error(tmp_path):
+def test_a_corrupt_line_in_the_middle_is_skipped_counted_and_warned_once(tmp_path, capsys):
     path = tmp_path / "x.jsonl"
-    write(path, 2)
+    write(path, 3)
     lines = path.read_text().splitlines()
     lines[1] = lines[1][:10]
+    lines[2] = "[1, 2]"  # JSON, but not a record
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(ValueError, match="x.jsonl:2"):
-        store.load(path)
+    assert len(store.load(path)) == 1 and len(store.load_manifests(path)) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "x.jsonl: skipped 2 unreadable line(s) (line 2, 3)" in err
+    skipped: list[int] = []
+    assert len(list(store.read_records(path, skipped))) == 2 and skipped == [2, 3]
+    assert store.finished_case_ids(path) == {case(2).id}
 
 
 def test_load_is_one_tidy_typed_frame_across_files_and_segments(tmp_path):

@@ -173,35 +173,39 @@ def test_mqar_gaps_follow_the_power_law_short_gaps_first():
 # ---------------------------------------------------------------- needle
 
 def _needles(cfg, x):
-    """{key: (position of its value, value)} of one row's haystack."""
-    start, stop = cfg.haystack
+    """{key: (position of its value, value)} of one row, and the first question's position."""
     row = x.tolist()
-    return {row[p]: (p + 1, row[p + 1]) for p in range(start, stop - 1) if 1 <= row[p] <= cfg.n_keys}
+    first_question = row.index(needle.QUERY)
+    return {row[p]: (p + 1, row[p + 1]) for p in range(first_question - 1) if 1 <= row[p] <= cfg.n_keys}, \
+        first_question
 
 
 @pytest.mark.parametrize("max_distance", [0, 20])
 def test_needle_rows_by_hand(max_distance):
     cfg = needle.Config(seq_len=64, n_needles=4, n_keys=8, n_values=8, n_filler=8, max_distance=max_distance)
     data = needle.make(cfg, 0, 64)
-    start, stop = cfg.haystack
-    assert (start, stop) == ((stop - 20, 56) if max_distance else (0, 56))
+    assert cfg.haystack_len == (20 if max_distance else 56)
+    starts = set()
     for x, y in zip(data.x, data.y):
-        found = _needles(cfg, x)
+        found, q0 = _needles(cfg, x)
+        starts.add(q0)
         assert len(found) == 4 and len({v for _, v in found.values()}) == 4  # distinct keys and values
-        assert all(start <= p - 1 and p < stop for p, _ in found.values())  # every needle inside the haystack
-        assert x[:start].ge(cfg.first_value + cfg.n_values).all()  # before the haystack: filler only
-        questions = x[56:].tolist()
+        assert all(q0 - cfg.haystack_len <= p - 1 for p, _ in found.values())  # every needle within H of the questions
+        assert x[:q0 - cfg.haystack_len].ge(cfg.first_value + cfg.n_values).all()  # before the haystack: filler
+        questions = x[q0:q0 + 8].tolist()
         assert questions[0::2] == [needle.QUERY] * 4 and sorted(questions[1::2]) == sorted(found)
+        assert x[q0 + 8:].ge(cfg.first_value + cfg.n_values).all()  # after the questions: filler
         scored = (y != IGNORE).nonzero().flatten().tolist()
-        assert scored == [57, 59, 61, 63]
+        assert scored == [q0 + 1, q0 + 3, q0 + 5, q0 + 7]
         for p in scored:  # the answer: the value after the asked key, and it never appears after the question
             assert int(y[p]) == found[int(x[p])][1] and int(y[p]) not in x[p:].tolist()
+    assert starts == {56} if not max_distance else len(starts) > 10  # a short haystack sits anywhere in the row
 
 
 def test_needle_fewer_queries_than_needles():
     cfg = needle.Config(seq_len=32, n_needles=4, n_queries=2)
     data = needle.make(cfg, 1, 16)
-    assert ((data.y != IGNORE).sum(1) == 2).all() and cfg.haystack == (0, 28)
+    assert ((data.y != IGNORE).sum(1) == 2).all() and cfg.haystack_len == 28
 
 
 def _best_rule(name, cfg, n=2048):
@@ -212,6 +216,7 @@ def _best_rule(name, cfg, n=2048):
 @pytest.mark.parametrize("name, cfg, chance", [
     ("needle", needle.Config(seq_len=128, n_needles=4), 1 / 4),
     ("needle", needle.Config(seq_len=64, n_needles=8, n_keys=16), 1 / 8),
+    ("needle", needle.Config(seq_len=256, n_needles=4, max_distance=56), 1 / 4),
     ("mqar", mqar.Config(seq_len=128, n_pairs=8), 1 / 8),
     ("mqar", mqar.Config(seq_len=64, n_pairs=4, vocab_size=64), 1 / 4),
 ])

@@ -10,7 +10,9 @@ then calls the subclass's ``_attend``.
 
 Conventions shared by every variant:
 - ``key_valid`` is (B, T) bool, True for real tokens. Padded keys get zero weight. The output at a query that
-  sees no valid key at all is unspecified but finite (``reference_attention`` gives zeros there).
+  sees no valid key at all (a fully padded row; causal: none at or before it; sparse: none in its pattern) is
+  finite and otherwise unspecified: it may depend on keys the query does not see, padded or later ones
+  (``reference_attention`` gives zeros there). ``tests/reliability/test_fuzz.py`` holds every variant to this.
 - Causal means query i sees keys j <= i.
 - ``spec.analytic_flops`` counts matrix-multiply FLOPs (2·m·k·n per matmul) exactly as
   ``torch.utils.flop_counter.FlopCounterMode`` does on the variant's math path; element-wise work (softmax, exp)

@@ -51,4 +51,6 @@ def summary(df: pd.DataFrame) -> str:
     if rows.empty:
         return "no limits found"
     table = rows.pivot_table(index="variant", columns="budget", values="max_fit_t", aggfunc="first")
+    if table.empty:
+        return "no variant fits even the smallest T tried under either budget; raise the budgets or try smaller T"
     return "largest T that fits (memory: bytes budget; time: forward median budget)\n" + table.to_string()

@@ -1,7 +1,7 @@
 """Which rows an analysis reads: one results file of one machine per sweep, ok rows, medians per T, declared values.
 
 When a sweep has several results files (profiles, devices, machines), a figure reads one of them: the ``full``
-profile (or a ``gpu`` one) before ``quick``, then the file with most rows, then the file name; and of that
+profile (or a ``gpu`` one), then ``standard``, then ``quick``, then the file with most rows, then the file name; and of that
 file only the segments of one machine (``store.machine_of``), the one with most rows there. So no figure puts rows
 measured on two machines on one axis; a figure that pairs two sweeps asks for the second one on the first one's machine.
 """
@@ -14,7 +14,7 @@ import pandas as pd
 
 import variants
 
-PROFILE_RANK = {"full": 0, "gpu": 0, "gpu_fp32": 0, "quick": 1}  # a GPU profile is that device's full one
+PROFILE_RANK = {"full": 0, "gpu": 0, "gpu_fp32": 0, "standard": 1, "quick": 2}  # a GPU profile: that device's full
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Source:
 
 def _rank(group: pd.DataFrame, counts: pd.Series) -> tuple[int, int]:
     """Sort key of one (file, machine) group of manifests: the full profile first, then the most rows."""
-    return PROFILE_RANK.get(str(group["profile"].iloc[0]), 2), -int(counts.reindex(group["run_id"]).fillna(0).sum())
+    return PROFILE_RANK.get(str(group["profile"].iloc[0]), 3), -int(counts.reindex(group["run_id"]).fillna(0).sum())
 
 
 def source(df: pd.DataFrame, manifests: pd.DataFrame, sweep: str, machine: str | None = None,

@@ -40,34 +40,53 @@ def _variant_lines(ax, rows: pd.DataFrame, table: pd.DataFrame, xs: dict[int, in
                        alpha=0.6, lw=0.8)
 
 
+def task_sources(df: pd.DataFrame, manifests: pd.DataFrame) -> list[tuple[str, object, pd.DataFrame]]:
+    """Per task: (task, its source, its rows), each task from the best results file that has it (standard before
+    quick), all on the machine of the sweep's best file. A panel never mixes files."""
+    first = source(df, manifests, "accuracy")
+    if first is None or "task" not in df:
+        return []
+    mine = df[df["sweep"] == "accuracy"]
+    out = []
+    for task in sorted(mine["task"].dropna().astype(str).unique()):
+        rows = mine[mine["task"].astype(str) == task]
+        src = source(rows, manifests[manifests["run_id"].isin(set(rows["run_id"]))], "accuracy",
+                     machine=first.machine)
+        chosen = accuracy_rows(src.rows) if src is not None else None
+        if chosen is not None:
+            out.append((task, src, chosen))
+    return out
+
+
 def fig_accuracy(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -> FigureResult | NotMeasured:
     name, title = "accuracy_vs_length", "Accuracy vs sequence length, per task"
-    src, rows = accuracy_source(df, manifests)
-    if rows is None:
+    panels = task_sources(df, manifests)
+    if not panels:
         return not_measured(name, title, "accuracy", "no accuracy rows (task, variant, T, seed, accuracy)")
-    table = accuracy_table(rows)
-    tasks = sorted(table["task"].unique())
-    Ts = sorted(int(t) for t in table["T"].unique())
-    xs = {T: i for i, T in enumerate(Ts)}  # equal spacing per length (they double)
-    fig, axes = new_figure(len(tasks), 1, (10.5, 3.9 * len(tasks)))
-    for ax, task in zip(axes[:, 0], tasks):
-        here = table[table["task"] == task]
-        _variant_lines(ax, rows[rows["task"] == task], here, xs)
+    tables = [accuracy_table(rows).assign(profile=str(src.manifests["profile"].iloc[0])) for _, src, rows in panels]
+    table = pd.concat(tables, ignore_index=True)
+    fig, axes = new_figure(len(panels), 1, (10.5, 3.9 * len(panels)))
+    for ax, (task, src, rows), here in zip(axes[:, 0], panels, tables):
+        Ts = sorted(int(t) for t in here["T"].unique())
+        xs = {T: i for i, T in enumerate(Ts)}  # equal spacing per length (they double)
+        _variant_lines(ax, rows, here, xs)
         if "trivial_accuracy" in here:
             trivial = here.groupby("T")["trivial_accuracy"].median()
             ax.plot([xs[int(T)] for T in trivial.index], trivial.to_numpy(), ":", color="0.3", lw=1.5,
                     label="best trivial rule")
-        style_axes(ax, f"task: {task}", "sequence length T", "test accuracy", logx=False, logy=False)
+        style_axes(ax, f"task: {task} ({here['profile'].iloc[0]} profile, {here['n_seeds'].max()} seeds)",
+                   "sequence length T", "test accuracy", logx=False, logy=False)
         ax.set_xticks(range(len(Ts)), [length_label(T) for T in Ts])
         ax.set_ylim(-0.03, 1.03)
         legend_right(ax, fontsize=8)
-    caption = ("Test accuracy against T with each variant's budget and tuned learning rate fixed across T: lines "
+    caption = ("Test accuracy against T with each variant's budget and tuned learning rate fixed across T (each "
+               "panel from one results file, its profile in the title): lines "
                "join the median over seeds, dots are single seeds (x: censored at the step cap), solid lines with "
                "filled circles are posed causally and dashed lines with open squares bidirectionally (Linformer and "
                "Nyström cannot be causal). Dotted grey is the best rule that does not retrieve (majority, first or "
                "last value, fixed offset, bag of tokens) on the same test rows.")
     extra = []
-    choices = lr_choices(src.rows)
+    choices = pd.concat([lr_choices(src.rows) for _, src, _ in panels], ignore_index=True)
     if not choices.empty:
         extra.append(("Learning rate chosen per task and variant: best validation accuracy of each grid lr at "
                       "tune_T with the first seed (ties within 0.005: fewest steps).", choices))
@@ -75,7 +94,8 @@ def fig_accuracy(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path)
     if not behind.empty:
         extra.append((f"Where each variant falls below {KEEP_FRACTION:.0%} of {REFERENCE}'s median accuracy at the "
                       f"same T ({REFERENCE} posed causally; blank: it keeps up at every T measured).", behind))
-    return FigureResult(name, title, save(fig, out_dir, name), table, caption, src.manifests, tuple(extra))
+    sources = pd.concat([src.manifests for _, src, _ in panels], ignore_index=True).drop_duplicates("run_id")
+    return FigureResult(name, title, save(fig, out_dir, name), table, caption, sources, tuple(extra))
 
 
 def efficiency_source(df: pd.DataFrame, manifests: pd.DataFrame, machine: str, Ts: list[int]):

@@ -106,6 +106,10 @@ class Config(ShapeConfig):
                 raise ConfigError(f"--{label.replace('_', '-')} must be positive, got {values}")
         if not self.seeds or any(s < 0 for s in self.seeds):
             raise ConfigError(f"--seeds must be >= 0, got {self.seeds}")
+        short = [t for t in self.seq_lens if t < min(self.budgets)]
+        if short:  # budgets above T are skipped per T (r = T is added), so none of those asked for would run
+            raise ConfigError(f"--budgets={','.join(map(str, self.budgets))} all exceed T={short[0]} (a window, "
+                              f"rank or landmark count is at most T); add budgets <= {short[0]} or drop that length")
 
     def _validate_scalars(self) -> None:
         for label in ("max_landmarks", "bigbird_block", "jobs", "scale_budget", "full_budget_max_t"):

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import torch
 
 import variants
-from bench.config import Case, ConfigError, MeasureConfig
+from bench.config import Case, ConfigError, MeasureConfig, require_nonempty
 from bench.sweep import TIMING, Sweep
 from bench.analysis.efficiency import summary
 from bench.measure import (DTYPES, PHASES, Shape, counted_flops, live_bytes_metric, log2_grid, peak_memory,
@@ -38,8 +38,8 @@ class Config(MeasureConfig):
         super().validate()
         for name in self.variants:
             variants.get(name)
-        bad = [t for t in self.seq_lens if t <= 0]
-        if bad or not self.seq_lens:
+        require_nonempty(self, ("seq_lens", "phases", "causal"))
+        if any(t <= 0 for t in self.seq_lens):
             raise ConfigError(f"sequence lengths must be positive, got {self.seq_lens}")
         if self.fresh_child_min_t < 0:
             raise ConfigError(f"--fresh-child-min-t must be >= 0 (0: never), got {self.fresh_child_min_t}")

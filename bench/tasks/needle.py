@@ -6,18 +6,19 @@ extensions of passkey retrieval (Mohtashami & Jaggi 2023, arXiv 2305.16300). Her
 sentences, and how far back they may sit is a knob.
 
 Vocabulary: ``0`` is QUERY; then ``n_keys`` key ids, ``n_values`` value ids and ``n_filler`` filler ids.
-One row of length T with Q = ``n_queries``::
+One row of length T with Q = ``n_queries`` and a haystack of H = ``max_distance`` positions::
 
-    f f k2 v2 f f f k1 v1 f k3 v3 f f ... f | QUERY k3 QUERY k1 ...
-    <------------- haystack ---------------> <---- 2Q question tokens ---->
+    f f f f f | f k2 v2 f f k1 v1 f k3 v3 f f k4 v4 | QUERY k3 QUERY k1 ... | f f f f
+    <- filler -><------------ haystack (H) ---------><---- 2Q questions ----><- filler ->
 
-``n_needles`` pairs (key, value) sit at non-overlapping random places in the haystack (the ``max_distance``
-positions before the questions; 0: the whole of it); their keys are distinct, and so are their values, within a
-row. The questions name Q distinct needles in random order; the target at each question's key is that needle's
-value (the token a causal LM emits next), every other target is ``IGNORE``. Answers never appear after their
-question (the next token is QUERY or the row's end). No rule that ignores which key is asked beats
-1 / ``n_needles`` (tests/test_tasks.py holds ``TRIVIAL_RULES`` to that), and a question's answer sits anywhere
-in the haystack, so no fixed offset finds it.
+``n_needles`` pairs (key, value) sit at non-overlapping random places in the haystack; their keys are distinct,
+and so are their values, within a row. The haystack and its questions sit at a uniformly random offset in the row
+(``max_distance = 0``: the haystack is the whole row before the questions, at its end). The questions name Q
+distinct needles in random order; the target at each question's key is that needle's value (the token a causal LM
+emits next), every other target is ``IGNORE``. So every answer lies within H + 2Q positions before its question
+whatever T is, and T sets how much context surrounds it. Answers never appear after their question (filler
+never uses value ids). No rule that ignores which key is asked beats 1 / ``n_needles`` (tests/test_tasks.py holds
+``TRIVIAL_RULES`` to that), and answers sit anywhere in the haystack, so no fixed offset finds them.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ class Config(TaskConfig):
     n_keys: int = 16  # distinct key ids
     n_values: int = 16  # distinct value ids (the classes)
     n_filler: int = 16  # distinct filler ids
-    max_distance: int = 0  # haystack positions the needles may use, counted back from the questions (0: all)
+    max_distance: int = 0  # haystack length H: needles sit within H positions before the questions (0: all)
 
     @property
     def vocab_size(self) -> int:
@@ -56,10 +57,9 @@ class Config(TaskConfig):
         return self.n_queries or self.n_needles
 
     @property
-    def haystack(self) -> tuple[int, int]:
-        """[start, stop) of the positions the needles may use."""
-        stop = self.seq_len - 2 * self.queries
-        return (max(0, stop - self.max_distance) if self.max_distance else 0), stop
+    def haystack_len(self) -> int:
+        return min(self.max_distance, self.seq_len - 2 * self.queries) if self.max_distance else \
+            self.seq_len - 2 * self.queries
 
     def validate(self) -> None:
         if self.n_needles < 1 or self.n_needles > min(self.n_keys, self.n_values):
@@ -69,36 +69,37 @@ class Config(TaskConfig):
             raise ConfigError(f"needle: n_queries must be in [0, n_needles = {self.n_needles}], got {self.n_queries}")
         if self.max_distance < 0:
             raise ConfigError(f"needle: max_distance must be >= 0, got {self.max_distance}")
-        start, stop = self.haystack
-        if stop - start < 2 * self.n_needles:
-            raise ConfigError(f"needle: a haystack of {max(stop - start, 0)} positions (seq_len={self.seq_len}, "
+        if self.haystack_len < 2 * self.n_needles:
+            raise ConfigError(f"needle: a haystack of {max(self.haystack_len, 0)} positions (seq_len={self.seq_len}, "
                               f"max_distance={self.max_distance}, {self.queries} questions) cannot hold "
                               f"{self.n_needles} needles (needs {2 * self.n_needles})")
         if self.n_filler < 1:
             raise ConfigError(f"needle: n_filler must be >= 1, got {self.n_filler}")
 
 
-def _starts(rng: np.random.Generator, start: int, stop: int, n: int) -> np.ndarray:
-    """``n`` non-overlapping pair starts in [start, stop - 1): n gaps laid between n pairs, uniformly."""
-    free = stop - start - 2 * n  # positions not covered by a pair
-    cuts = np.sort(rng.choice(free + n, size=n, replace=False))  # stars and bars: pair i after cuts[i] - i gaps
-    return start + cuts + np.arange(n)
+def _distinct(rng: np.random.Generator, m: int, high: int, k: int) -> np.ndarray:
+    """(m, k) ints, each row k distinct values from [0, high) in random order."""
+    return rng.random((m, high)).argsort(axis=1)[:, :k]
 
 
 def _draw(cfg: Config, rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    T, Q = cfg.seq_len, cfg.queries
+    T, Q, H, N = cfg.seq_len, cfg.queries, cfg.haystack_len, cfg.n_needles
     first_filler = cfg.first_value + cfg.n_values
     x = rng.integers(first_filler, first_filler + cfg.n_filler, size=(m, T))
+    start = rng.integers(0, T - H - 2 * Q + 1, size=(m, 1))  # where each row's haystack block begins
+    # N non-overlapping pairs in H positions: stars and bars (N pairs among the H - 2N free positions)
+    cuts = np.sort(_distinct(rng, m, H - 2 * N + N, N), axis=1)
+    pair = start + cuts + np.arange(N)  # (m, N) key positions, in order; keys and values are random below
+    keys = 1 + _distinct(rng, m, cfg.n_keys, N)
+    values = cfg.first_value + _distinct(rng, m, cfg.n_values, N)
+    np.put_along_axis(x, pair, keys, axis=1)
+    np.put_along_axis(x, pair + 1, values, axis=1)
+    asked = _distinct(rng, m, N, Q)  # which needle each question names
+    question = start + H + 2 * np.arange(Q)  # (m, Q) QUERY positions; each key follows its QUERY
+    np.put_along_axis(x, question, 0 * question + QUERY, axis=1)
+    np.put_along_axis(x, question + 1, np.take_along_axis(keys, asked, axis=1), axis=1)
     y = np.full((m, T), IGNORE, dtype=np.int64)
-    question = T - 2 * Q + 2 * np.arange(Q)  # QUERY positions; each key follows its QUERY
-    for row in range(m):
-        keys = 1 + rng.choice(cfg.n_keys, size=cfg.n_needles, replace=False)
-        values = cfg.first_value + rng.choice(cfg.n_values, size=cfg.n_needles, replace=False)
-        starts = rng.permutation(_starts(rng, *cfg.haystack, cfg.n_needles))
-        x[row, starts], x[row, starts + 1] = keys, values
-        asked = rng.choice(cfg.n_needles, size=Q, replace=False)
-        x[row, question], x[row, question + 1] = QUERY, keys[asked]
-        y[row, question + 1] = values[asked]
+    np.put_along_axis(y, question + 1, np.take_along_axis(values, asked, axis=1), axis=1)
     return x, y, np.ones((m, T), dtype=bool)
 
 
@@ -121,9 +122,8 @@ def _nth_value(cfg: Config, x: np.ndarray, rows: np.ndarray, pick: int) -> np.nd
 
 
 def _fixed_offset(cfg: Config, x: np.ndarray, rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """The token at the middle of the haystack's distance range before each question (a fixed-offset copy)."""
-    start, stop = cfg.haystack
-    return x[rows, np.maximum(positions - (positions.max() - (start + stop) // 2), 0)]
+    """The token half a haystack back from each question (a fixed-offset copy)."""
+    return x[rows, np.maximum(positions - cfg.haystack_len // 2 - 1, 0)]
 
 
 def _bag(cfg: Config, x: np.ndarray, rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
