@@ -213,6 +213,26 @@ class Attention(nn.Module):
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, key_valid: Tensor | None) -> Tensor:
         raise NotImplementedError
 
+    @torch.no_grad()
+    def effective_map(self, q: Tensor, k: Tensor, key_valid: Tensor | None = None) -> Tensor:
+        """The (B, H, T, T) matrix M with output = M @ V, for small T (opt-in; the forward never builds it).
+
+        This default reads M off the variant's own forward, applied to unit value vectors (D columns of the
+        identity at a time): exact for every mechanism whose output is linear in V for fixed q, k, as all the
+        registered ones are (Linformer's and Nyström's maps are such products). Families that have M in closed
+        form (softmax weights, normalised feature products) override it.
+        """
+        check_inputs(self, q, k, k, key_valid)
+        B, H, T, D = q.shape
+        eye = torch.eye(T, dtype=q.dtype, device=q.device).expand(B, H, T, T)  # value j = unit vector e_j
+        cols = []
+        for start in range(0, T, D):
+            unit = eye[..., start:start + D]
+            pad = D - unit.shape[-1]  # the last block padded with zero columns to width D
+            unit = torch.nn.functional.pad(unit, (0, pad)) if pad else unit
+            cols.append(self._attend(q, k, unit.contiguous(), key_valid)[..., :D - pad])  # (B, H, T, <=D)
+        return torch.cat(cols, dim=-1)  # (B, H, T, T): row i = the weights query i gives each value j
+
     def flops(self, B: int, T: int) -> int:
         return self.spec.analytic_flops(B, self.n_heads, T, self.d_head, causal=self.causal, **self.params)
 
@@ -295,6 +315,25 @@ def softmax_av(scores: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
     if mask is not None:
         scores = scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
     return scores.softmax(dim=-1) @ v
+
+
+def softmax_map(q: Tensor, k: Tensor, allow: Tensor | None) -> Tensor:
+    """softmax(QKᵀ/√D) with a boolean allow-mask, as the exact variants weigh their values: (B, H, T, T).
+    A row with no allowed key is uniform, as in ``softmax_av``."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, H, T, D) -> (B, H, T, T)
+    if allow is not None:
+        scores = scores.masked_fill(~allow, torch.finfo(scores.dtype).min)
+    return scores.softmax(dim=-1)
+
+
+@torch.no_grad()
+def feature_map(phi_q: Tensor, phi_k: Tensor, *, causal: bool, eps: float) -> Tensor:
+    """The normalised φ(Q)φ(K)ᵀ, causal-masked where causal: (B, H, T, T), row i = φ(q_i)·φ(k_j) / (φ(q_i)·Σφ(k) +
+    eps), what linear attention applies to V (for ``Attention.effective_map``; padded keys' φ are already 0)."""
+    kernel = phi_q @ phi_k.transpose(-2, -1)  # (B, H, T, F) @ (B, H, F, T) -> (B, H, T, T)
+    if causal:
+        kernel = torch.tril(kernel)
+    return kernel / (kernel.sum(dim=-1, keepdim=True) + eps)
 
 
 def reference_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False,

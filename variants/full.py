@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Attention, AttentionSpec, Paper, combine_masks, register
+from .base import Attention, AttentionSpec, Paper, combine_masks, register, softmax_map
 
 VASWANI = Paper("Attention Is All You Need", 2017, "1706.03762")
 
@@ -54,6 +54,11 @@ def sdpa_memory(B: int, H: int, T: int, D: int, *, causal: bool, elem_bytes: int
     return B * H * T * D * elem_bytes + B * H * T * acc + threads * scratch
 
 
+def exact_map(attn: Attention, q: Tensor, k: Tensor, key_valid: Tensor | None = None) -> Tensor:
+    """The softmax weights, causal and padding masks applied: (B, H, T, T) (``Attention.effective_map``)."""
+    return softmax_map(q, k, combine_masks(q.shape[-2], attn.causal, key_valid, q.device))
+
+
 @register
 class NaiveAttention(Attention):
     """softmax(QKᵀ/√D)·V with the (B, H, T, T) matrix materialised on purpose: the O(T²) memory baseline.
@@ -68,6 +73,7 @@ class NaiveAttention(Attention):
         flops=full_flops, memory_bytes=naive_memory, time_exponent=2.0, memory_exponent=2.0,
         causal_skips_masked=False,  # the (T, T) scores are computed, then masked
     )
+    effective_map = torch.no_grad()(exact_map)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, key_valid: Tensor | None) -> Tensor:
         # Scale q (T·D) rather than the scores (T²): one T×T buffer, not two, before the softmax.
@@ -97,6 +103,7 @@ class SdpaAttention(Attention):
         flops=full_flops, memory_bytes=sdpa_memory, time_exponent=2.0, memory_exponent=1.0,
         causal_skips_masked=True,  # the fused kernel skips key blocks above the diagonal (is_causal)
     )
+    effective_map = torch.no_grad()(exact_map)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, key_valid: Tensor | None) -> Tensor:
         if key_valid is None:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Attention, AttentionSpec, Paper, check_positive, register
+from .base import Attention, AttentionSpec, Paper, check_positive, feature_map, register
 from .linear_core import attend_features, compute_dtype, core_flops, core_memory_elems, upcast_bytes
 
 KATHAROPOULOS = Paper("Transformers are RNNs: Fast Autoregressive Transformers with Linear Attention", 2020,
@@ -75,6 +75,9 @@ class EluLinearAttention(Attention):
         phi_q, phi_k = self.features(q, k, key_valid)
         return attend_features(phi_q, phi_k, v, key_valid, causal=self.causal,
                                chunk_size=self.params["chunk_size"], eps=ELU_EPS)
+
+    def effective_map(self, q: Tensor, k: Tensor, key_valid: Tensor | None = None) -> Tensor:
+        return feature_map(*self.features(q, k, key_valid), causal=self.causal, eps=ELU_EPS).to(q.dtype)
 
 
 # ------------------------------------------------------------------------------------ linear_performer (2021)
@@ -232,3 +235,10 @@ class PerformerAttention(Attention):
         phi_k, shift = favor_causal_key_features(k.to(dtype), omega, key_valid)
         return attend_features(favor_query_features(q.to(dtype), omega), phi_k, v, key_valid, causal=True,
                                chunk_size=self.params["chunk_size"], eps=PERFORMER_EPS, key_shift=shift)
+
+    def effective_map(self, q: Tensor, k: Tensor, key_valid: Tensor | None = None) -> Tensor:
+        """Non-causal: the normalised φ(Q)φ(K)ᵀ. Causal: read off the forward (``Attention.effective_map``),
+        whose per-key shifts keep early keys from underflowing (a closed form would have to repeat them)."""
+        if self.causal:
+            return super().effective_map(q, k, key_valid)
+        return feature_map(*self.features(q, k, key_valid), causal=False, eps=PERFORMER_EPS).to(q.dtype)

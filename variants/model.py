@@ -14,14 +14,15 @@ their own, with the same list/get interface as the attention variants: ``model_n
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Paper, Registry, create, frozen_params, get, resolve_params
+from .base import Attention, Paper, Registry, create, frozen_params, get, resolve_params
 
 MODEL_KINDS = ("baseline", "student")
 
@@ -143,6 +144,25 @@ def masked_mean(x: Tensor, valid: Tensor | None) -> Tensor:
         return x.mean(dim=1)
     w = valid.to(x.dtype).unsqueeze(-1)  # (B, T) -> (B, T, 1)
     return (x * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
+
+
+@contextmanager
+def capture_maps(model: nn.Module) -> Iterator[list[Tensor]]:
+    """Within the block, every forward of ``model`` appends each attention layer's effective map (B, H, T, T),
+    in layer order, to the yielded list, from the q, k, v and key_valid that layer's variant receives. Forward
+    hooks only read them: the model's outputs do not change. For small T (the maps are T×T)."""
+    maps: list[Tensor] = []
+
+    def record(module: nn.Module, args: tuple, output: Tensor) -> None:
+        q, k, _, key_valid = args
+        maps.append(module.effective_map(q.detach(), k.detach(), key_valid))
+
+    handles = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, Attention)]
+    try:
+        yield maps
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def count_parameters(module: nn.Module) -> int:

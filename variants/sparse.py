@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from .base import Attention, AttentionSpec, Paper, check_positive, register, softmax_av
+from .base import Attention, AttentionSpec, Paper, check_positive, register, softmax_av, softmax_map
 from .block_sparse import memo_layout, memo_tiles, tile_attend, tile_memory
 
 LONGFORMER = Paper("Longformer: The Long-Document Transformer", 2020, "2004.05150")
@@ -143,6 +143,15 @@ def dense_pattern(kpos: Tensor, allow: Tensor, T: int) -> Tensor:
 
 # -------------------------------------------------------------------------------------------- sliding window
 
+def pattern_map(attn: Attention, q: Tensor, k: Tensor, key_valid: Tensor | None = None) -> Tensor:
+    """The softmax weights over the keys the variant's pattern lets each query see, padding masked: (B, H, T, T)
+    (``Attention.effective_map``; the pattern is what the tile engine computes, checked in tests)."""
+    allow = attn.pattern(q.shape[-2]).to(q.device)  # (T, T)
+    if key_valid is not None:
+        allow = allow & key_valid[:, None, None, :]  # (B, T) -> (B, 1, T, T)
+    return softmax_map(q, k, allow)
+
+
 def window_flops(B: int, H: int, T: int, D: int, *, causal: bool, window: int) -> int:
     """Blocks of b = min(w, T); each sees r = 1 block each side (0 when one block covers T): 4·B·H·nb·b·nk·D."""
     b, nb, r = _geometry(T, window, window)
@@ -177,6 +186,8 @@ class WindowAttention(Attention):
         flops=window_flops, memory_bytes=window_memory, default_params={"window": 64},
         time_exponent=1.0, memory_exponent=1.0,
     )
+
+    effective_map = torch.no_grad()(pattern_map)
 
     def __init__(self, **kwargs: object):
         super().__init__(**kwargs)
@@ -257,6 +268,8 @@ class BigBirdAttention(Attention):
         default_params={"block_size": 32, "window": 32, "n_global": 2, "n_random": 2, "seed": 0},
         time_exponent=1.0, memory_exponent=1.0,
     )
+
+    effective_map = torch.no_grad()(pattern_map)
 
     def __init__(self, **kwargs: object):
         super().__init__(**kwargs)

@@ -21,6 +21,7 @@ SWEEPS: dict[str, str] = {
     "approximation": "bench.sweeps.approximation",
     "peers": "bench.sweeps.peers",
     "accuracy": "bench.sweeps.accuracy",
+    "interpretability": "bench.sweeps.interpretability",
     "data_scaling": "bench.sweeps.data_scaling",
     "distillation": "bench.sweeps.distillation",
     "repeatability": "bench.sweeps.repeatability",
@@ -28,7 +29,7 @@ SWEEPS: dict[str, str] = {
 
 # What `attention-limits all` runs, in order. Without the `peers` extra installed, the peers rows say unsupported.
 MAIN_JOB: tuple[str, ...] = ("efficiency", "limits", "peers", "repeatability", "approximation", "accuracy",
-                             "data_scaling", "distillation")
+                             "interpretability", "data_scaling", "distillation")
 
 
 def get(name: str) -> Sweep:
