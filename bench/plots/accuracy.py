@@ -146,7 +146,11 @@ def fig_pareto(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -
         ax.set_xscale("log")
         ax.set_ylim(-0.03, 1.03)
         units(ax, "x", seconds)
-    legend_right(axes[0, -1], fontsize=8)
+    handles = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)  # one entry per variant over every panel
+    fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=8, frameon=False)
     missing = [T for T in Ts if T not in panels]
     profile = str(eff_src.manifests["profile"].iloc[0])
     caption = (f"At each length, the mean over tasks of each variant's median test accuracy against its median "
