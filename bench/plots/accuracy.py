@@ -25,7 +25,7 @@ def accuracy_source(df: pd.DataFrame, manifests: pd.DataFrame):
 
 def _variant_lines(ax, rows: pd.DataFrame, table: pd.DataFrame, xs: dict[int, int]) -> None:
     """Per variant and posing: every seed as a small point (x marks a censored run), the median as a line."""
-    spread = np.linspace(-0.18, 0.18, max(1, table["variant"].nunique()))
+    spread = np.linspace(-0.1, 0.1, max(1, table["variant"].nunique()))
     for i, ((variant, pose), g) in enumerate(table.groupby(["variant", "posing"], sort=True)):
         color, dx = color_of(variant), spread[i % len(spread)]
         x = [xs[T] + dx for T in g["T"]]
@@ -34,10 +34,11 @@ def _variant_lines(ax, rows: pd.DataFrame, table: pd.DataFrame, xs: dict[int, in
         seeds = rows[(rows["variant"] == variant) & (rows["posing"] == pose)]
         censored = (seeds["censored"].fillna(False).astype(bool) if "censored" in seeds
                     else pd.Series(False, index=seeds.index))
-        for mask, marker in ((~censored, "."), (censored, "x")):
-            pick = seeds[mask]
-            ax.scatter([xs[T] + dx for T in pick["T"]], pick["accuracy"], s=14, marker=marker, color=color,
-                       alpha=0.6, lw=0.8)
+        pick = seeds[~censored]
+        ax.scatter([xs[T] + dx for T in pick["T"]], pick["accuracy"], s=14, marker=".", color=color, alpha=0.6)
+        pick = seeds[censored]  # drawn over the median's marker, so a one-seed censored point still shows it
+        ax.scatter([xs[T] + dx for T in pick["T"]], pick["accuracy"], s=46, marker="x", color="black", lw=1.2,
+                   zorder=5)
 
 
 def task_sources(df: pd.DataFrame, manifests: pd.DataFrame) -> list[tuple[str, object, pd.DataFrame]]:
@@ -80,11 +81,11 @@ def fig_accuracy(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path)
         ax.set_ylim(-0.03, 1.03)
         legend_right(ax, fontsize=8)
     caption = ("Test accuracy against T with each variant's budget and tuned learning rate fixed across T (each "
-               "panel from one results file, its profile in the title): lines "
-               "join the median over seeds, dots are single seeds (x: censored at the step cap), solid lines with "
-               "filled circles are posed causally and dashed lines with open squares bidirectionally (Linformer and "
-               "Nyström cannot be causal). Dotted grey is the best rule that does not retrieve (majority, first or "
-               "last value, fixed offset, bag of tokens) on the same test rows.")
+               "panel from one results file, its profile in the title): lines join the median over seeds, dots are "
+               "single seeds (black x: a run censored at the step cap), solid lines with filled circles are posed "
+               "causally and dashed lines with open squares bidirectionally (Linformer and Nyström cannot be "
+               "causal). Dotted grey is the best rule that does not retrieve (majority, first or last value, fixed "
+               "offset, bag of tokens) on the same test rows.")
     extra = []
     choices = pd.concat([lr_choices(src.rows) for _, src, _ in panels], ignore_index=True)
     if not choices.empty:
@@ -146,6 +147,7 @@ def fig_pareto(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -
         ax.set_xscale("log")
         ax.set_ylim(-0.03, 1.03)
         units(ax, "x", seconds)
+        ax.tick_params(axis="x", which="both", labelrotation=35)  # a narrow log range labels its minor ticks
     handles = {}
     for ax in axes[0]:
         for handle, label in zip(*ax.get_legend_handles_labels()):
