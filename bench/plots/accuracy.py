@@ -146,8 +146,11 @@ def fig_pareto(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path) -
                    logy=False)
         ax.set_xscale("log")
         ax.set_ylim(-0.03, 1.03)
+        lo, hi = ax.get_xlim()
+        if hi / lo < 6:  # at least a ratio of 6 holds two 1-2-5 ticks (else matplotlib falls back to dense ones)
+            mid = np.sqrt(lo * hi)
+            ax.set_xlim(mid / np.sqrt(6), mid * np.sqrt(6))
         units(ax, "x", seconds)
-        ax.tick_params(axis="x", which="both", labelrotation=35)  # a narrow log range labels its minor ticks
     handles = {}
     for ax in axes[0]:
         for handle, label in zip(*ax.get_legend_handles_labels()):
