@@ -131,13 +131,14 @@ def test_a_bad_call_raises_one_named_line(bad, places):
 def test_ctrl_c_exits_130_with_one_line_and_the_rows_kept(tmp_path):
     (bad,) = [b for b in CASES if "(SIGINT)" in b.command]
     argv = ["run", "efficiency", "--variants=full_sdpa,linear_elu", "--seq-lens=64,128,256,512,1024,2048",
-            "--phases=forward", f"--out-dir={tmp_path}"]
+            "--phases=forward", "--min-run-time=1", f"--out-dir={tmp_path}"]  # >= 1 s a case: 24 s to interrupt
     proc = subprocess.Popen([PYTHON, "-m", "bench", *argv], env=env(), cwd=ROOT, stderr=subprocess.PIPE, text=True)
     path = store.results_path(tmp_path, "efficiency", "quick", "cpu")
     deadline = time.monotonic() + 300
     while not store.finished_case_ids(path) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
     seen = store.finished_case_ids(path)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)  # during the second case (each takes seconds) or the third
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == bad.code and answer_lines(err) == [f"attention-limits: {bad.expect}"], err
