@@ -92,6 +92,11 @@ def row_split(x: np.ndarray) -> np.ndarray:
     return np.array([int.from_bytes(d, "little") % len(SPLITS) for d in digests], dtype=np.int64)
 
 
+def distinct(rng: np.random.Generator, m: int, low: int, high: int, k: int) -> np.ndarray:
+    """(m, k) ints, each row k distinct values from [low, high) in random order."""
+    return rng.random((m, high - low)).argsort(axis=1)[:, :k] + low
+
+
 Draw = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 

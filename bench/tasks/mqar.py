@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.config import ConfigError
-from bench.tasks import TaskConfig, IGNORE, TaskData, check_request, fill_split
+from bench.tasks import TaskConfig, IGNORE, TaskData, check_request, distinct, fill_split
 
 
 @dataclass(frozen=True)
@@ -49,11 +49,6 @@ class Config(TaskConfig):
             raise ConfigError(f"mqar: power_a must be in (0, 1], got {self.power_a}")
 
 
-def _distinct(rng: np.random.Generator, m: int, low: int, high: int, k: int) -> np.ndarray:
-    """(m, k) tokens, each row k distinct values from [low, high)."""
-    return rng.random((m, high - low)).argsort(axis=1)[:, :k] + low
-
-
 def _gaps(rng: np.random.Generator, m: int, space: int, k: int, power_a: float) -> np.ndarray:
     """(m, k) distinct gaps in [0, space), weighted by Zoology's power law, in draw order (Gumbel top-k)."""
     i = np.arange(1, space + 1, dtype=np.float64)
@@ -64,8 +59,8 @@ def _gaps(rng: np.random.Generator, m: int, space: int, k: int, power_a: float) 
 
 def _draw(cfg: Config, rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     T, P, V = cfg.seq_len, cfg.n_pairs, cfg.vocab_size
-    keys = _distinct(rng, m, 1, V // 2, P)  # (m, P)
-    values = _distinct(rng, m, V // 2, V, P)  # (m, P)
+    keys = distinct(rng, m, 1, V // 2, P)  # (m, P)
+    values = distinct(rng, m, V // 2, V, P)  # (m, P)
     x = rng.integers(0, V, size=(m, T))  # random filler everywhere, then overwrite
     x[:, 0:2 * P:2] = keys
     x[:, 1:2 * P:2] = values

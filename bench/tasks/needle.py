@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.config import ConfigError
-from bench.tasks import TaskConfig, IGNORE, TaskData, check_request, fill_split
+from bench.tasks import TaskConfig, IGNORE, TaskData, check_request, distinct, fill_split
 
 QUERY = 0
 
@@ -77,24 +77,19 @@ class Config(TaskConfig):
             raise ConfigError(f"needle: n_filler must be >= 1, got {self.n_filler}")
 
 
-def _distinct(rng: np.random.Generator, m: int, high: int, k: int) -> np.ndarray:
-    """(m, k) ints, each row k distinct values from [0, high) in random order."""
-    return rng.random((m, high)).argsort(axis=1)[:, :k]
-
-
 def _draw(cfg: Config, rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     T, Q, H, N = cfg.seq_len, cfg.queries, cfg.haystack_len, cfg.n_needles
     first_filler = cfg.first_value + cfg.n_values
     x = rng.integers(first_filler, first_filler + cfg.n_filler, size=(m, T))
     start = rng.integers(0, T - H - 2 * Q + 1, size=(m, 1))  # where each row's haystack block begins
     # N non-overlapping pairs in H positions: stars and bars (N pairs among the H - 2N free positions)
-    cuts = np.sort(_distinct(rng, m, H - 2 * N + N, N), axis=1)
+    cuts = np.sort(distinct(rng, m, 0, H - N, N), axis=1)
     pair = start + cuts + np.arange(N)  # (m, N) key positions, in order; keys and values are random below
-    keys = 1 + _distinct(rng, m, cfg.n_keys, N)
-    values = cfg.first_value + _distinct(rng, m, cfg.n_values, N)
+    keys = distinct(rng, m, 1, 1 + cfg.n_keys, N)
+    values = distinct(rng, m, cfg.first_value, cfg.first_value + cfg.n_values, N)
     np.put_along_axis(x, pair, keys, axis=1)
     np.put_along_axis(x, pair + 1, values, axis=1)
-    asked = _distinct(rng, m, N, Q)  # which needle each question names
+    asked = distinct(rng, m, 0, N, Q)  # which needle each question names
     question = start + H + 2 * np.arange(Q)  # (m, Q) QUERY positions; each key follows its QUERY
     np.put_along_axis(x, question, 0 * question + QUERY, axis=1)
     np.put_along_axis(x, question + 1, np.take_along_axis(keys, asked, axis=1), axis=1)
