@@ -7,7 +7,8 @@ has looked at. So the early-stopping decision is a tuning decision made on val, 
 estimate of the model that was kept.
 
 Stopping: at ``target_accuracy`` on val ("target"); with ``patience > 0``, after ``patience`` evaluations in a
-row in which the val loss did not fall below ``(1 - min_delta)`` times its best so far ("plateau"), and then the
+row in which the val loss did not fall below its best so far by ``min_delta`` of that best and at least
+``min_delta_abs`` nats ("plateau"; the absolute floor keeps eval noise at a small loss from counting), and then the
 best-val-loss weights are the ones kept and tested; otherwise at the ``steps`` cap ("cap"). The loss, not the
 accuracy, decides the plateau: recall tasks sit at chance accuracy for hundreds of steps while the loss keeps
 falling, then jump. A run stopped by the cap is ``censored``: still improving by that rule when the budget ended.
@@ -70,6 +71,7 @@ class TrainConfig:
     device: str = "cpu"  # cpu | cuda: where the model trains (data moves there once)
     patience: int = 0  # evaluations without val-loss progress before a plateau stop (0: no plateau stop)
     min_delta: float = 0.0  # relative val-loss drop that counts as progress for ``patience``
+    min_delta_abs: float = 0.0  # and the least absolute drop (nats) that counts, whatever the relative one
 
     def validate(self) -> None:
         """Raise a one-line ConfigError on the first bad field."""
@@ -78,7 +80,7 @@ class TrainConfig:
                 raise ConfigError(f"train: {label} must be >= 1, got {getattr(self, label)}")
         if not 0.0 <= self.final_lr_frac <= 1.0:
             raise ConfigError(f"train: final_lr_frac must be in [0, 1], got {self.final_lr_frac}")
-        for label in ("warmup", "seed", "weight_decay", "grad_clip", "patience", "min_delta"):
+        for label in ("warmup", "seed", "weight_decay", "grad_clip", "patience", "min_delta", "min_delta_abs"):
             if getattr(self, label) < 0:
                 raise ConfigError(f"train: {label} must be >= 0, got {getattr(self, label)}")
         if self.device not in ("cpu", "cuda"):
@@ -260,7 +262,7 @@ class _Watch:
 
     def see(self, model: nn.Module, step: int, acc: float, loss: float) -> str | None:
         """Record one evaluation; return "target" or "plateau" when training should stop there."""
-        if loss < self.best * (1.0 - self.cfg.min_delta) or self.best == math.inf:
+        if self.best == math.inf or loss < self.best - max(self.best * self.cfg.min_delta, self.cfg.min_delta_abs):
             self.best, self.best_step, self.stale = loss, step, 0
             if self.cfg.patience:
                 self.best_state = copy.deepcopy(model.state_dict())

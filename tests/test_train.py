@@ -185,6 +185,15 @@ def test_a_small_gain_below_min_delta_does_not_reset_patience():
     assert result.stop_reason == "plateau" and result.steps == 20
 
 
+def test_the_absolute_floor_turns_a_creeping_loss_into_a_plateau():
+    creep = lambda step: 0.3 + step / 1000  # two more right answers per eval: the loss falls a little each time
+    without = _scripted(creep, steps=200, eval_every=20, patience=2)
+    assert without.stop_reason == "cap" and without.censored
+    floored = _scripted(creep, steps=200, eval_every=20, patience=2, min_delta_abs=1.0)
+    assert floored.stop_reason == "plateau" and not floored.censored and floored.steps == 40
+    assert floored.best_step == 0
+
+
 def test_target_beats_patience_and_plateau_keeps_the_best_weights():
     result = _scripted(lambda step: 1.0 if step >= 30 else 0.2, steps=1000, eval_every=10, patience=5)
     assert result.stop_reason == "target" and result.steps_to_target == 30 and not result.censored

@@ -28,9 +28,10 @@ from variants.model import ModelConfig
 NAME = "accuracy"
 LEAK_FREE = frozenset({"mqar", "needle"})  # causal tasks whose answers need only the past and nothing later leaks
 ATTN, TASK = "attn_", "task_"  # case-key prefixes of variant params and task knobs
+MIN_PAIRS = 4  # mqar's default floor: chance (one of the row's values) stays at or below 1/4
 LENGTH_FIELD = {"listops": "max_len"}  # the task Config field that T sets (default "seq_len")
 TRAIN_FIELDS = ("steps", "batch_size", "weight_decay", "warmup", "final_lr_frac", "eval_every", "target_accuracy",
-                "n_train", "n_eval", "threads", "patience", "min_delta", "device")
+                "n_train", "n_eval", "threads", "patience", "min_delta", "min_delta_abs", "device")
 MODEL_FIELDS = ("d_model", "n_layers", "n_heads", "token_shift")
 
 
@@ -48,6 +49,7 @@ class Config(RunConfig):
     steps: int = 3000  # step cap: a run still improving when it ends here is censored
     patience: int = 8  # evaluations without val-loss progress that count as a plateau (0: off)
     min_delta: float = 0.005  # relative val-loss drop that counts as progress
+    min_delta_abs: float = 0.01  # and the least absolute drop (nats): eval noise at a small loss is not progress
     batch_size: int = 16  # sequences per training step
     weight_decay: float = 0.1  # AdamW weight decay
     warmup: int = 50  # linear warm-up steps
@@ -63,7 +65,7 @@ class Config(RunConfig):
     token_shift: bool = True  # mix each token with its predecessor before attention
     bidirectional: bool = False  # pose the recall tasks bidirectionally for EVERY variant (an extra, not the default)
     # task knobs
-    n_pairs: int = 0  # mqar: key-value pairs (0: T // 16, at least 2, growing with T as in Zoology)
+    n_pairs: int = 0  # mqar: key-value pairs (0: T // 16, at least 4, growing with T as in Zoology)
     mqar_vocab: int = 256  # mqar vocabulary size
     n_needles: int = 4  # needle: key-value needles per row, each asked once after the haystack
     needle_keys: int = 16  # needle: distinct key ids
@@ -138,9 +140,9 @@ QUICK_VARIANTS = ("full_sdpa", "sparse_window", "linear_elu", "low_rank_linforme
 PROFILES = {
     # sized to fit the main job; one lr (no tuning), one seed (the measurement: docs/sweeps.md#accuracy)
     "quick": Config(variants=QUICK_VARIANTS, seq_lens=(32, 128), seeds=(0,), lr_grid=(3e-3,), steps=1500, patience=5, time_cap_s=600.0),
-    # MQAR, every variant, 4 lengths, 3 seeds, lr tuned at T = 64: about an hour on 2 CPU cores (the needle is
-    # in quick and full: both tasks together measured about two hours here, docs/sweeps.md#accuracy)
-    "standard": Config(tasks=("mqar",), tune_len=64),
+    # MQAR, every variant, 4 lengths, 3 seeds, lr tuned at T = 64, sized to 90 minutes on 2 CPU cores (the needle
+    # is in quick and full: both tasks together do not fit; measured time in docs/sweeps.md#accuracy)
+    "standard": Config(tasks=("mqar",), tune_len=64, patience=6),
     "full": Config(tasks=("mqar", "needle", "listops", "text_bytes", "local_motif"), tune_len=128,
                    seq_lens=(64, 128, 256, 512, 1024), seeds=(0, 1, 2, 3, 4), steps=10000, patience=10,
                    batch_size=32, mqar_vocab=8192, n_train=65536, n_eval=1024, time_cap_s=7200.0),
@@ -160,7 +162,7 @@ def _listops_knobs(cfg: Config, T: int) -> dict[str, Any]:
 
 # Per-task knobs: the task Config's field names (T itself is set through LENGTH_FIELD in task_config).
 TASK_KNOBS: dict[str, Callable[[Config, int], dict[str, Any]]] = {
-    "mqar": lambda cfg, T: {"n_pairs": cfg.n_pairs or max(2, T // 16), "vocab_size": cfg.mqar_vocab},
+    "mqar": lambda cfg, T: {"n_pairs": cfg.n_pairs or max(MIN_PAIRS, T // 16), "vocab_size": cfg.mqar_vocab},
     "needle": lambda cfg, T: {"n_needles": cfg.n_needles, "n_keys": cfg.needle_keys, "n_values": cfg.needle_values,
                               "max_distance": cfg.max_distance},
     "listops": _listops_knobs,
