@@ -97,13 +97,16 @@ def accuracy_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def falls_behind(table: pd.DataFrame, reference: str = REFERENCE, fraction: float = KEEP_FRACTION) -> pd.DataFrame:
-    """Per (task, variant): the shortest T at which its median accuracy is below ``fraction`` of the reference's
-    median at the same T (NaN: it keeps up at every T measured), and the longest T at which it still keeps up."""
+    """Per (task, variant, posing): the shortest T at which its median accuracy is below ``fraction`` of the
+    reference's median at the same T and in the same posing (NaN: it keeps up at every T measured), and the
+    longest T at which it still keeps up. A posing without its own reference rows gets no line."""
     records = []
-    for task, g in table.groupby("task", sort=True):
+    for (task, pose), g in table.groupby(["task", "posing"], sort=True):
         ref = g[g["variant"] == reference].set_index("T")["accuracy_median"]
-        for (variant, pose), v in g[g["variant"] != reference].groupby(["variant", "posing"], sort=True):
+        for variant, v in g[g["variant"] != reference].groupby("variant", sort=True):
             v = v[v["T"].isin(ref.index)].sort_values("T")
+            if v.empty:
+                continue
             behind = v["accuracy_median"].to_numpy() < fraction * ref.reindex(v["T"]).to_numpy()
             Ts = v["T"].to_numpy()
             records.append({"task": task, "variant": variant, "posing": pose,

@@ -19,7 +19,7 @@ from torch import nn
 
 import variants
 from bench import checkpoints, tasks
-from bench.analysis.accuracy import choose_lr, summary
+from bench.analysis.accuracy import REFERENCE, choose_lr, summary
 from bench.config import Case, ConfigError, RunConfig, require_nonempty, require_positive
 from bench.sweep import Plan, Sweep, no_cases
 from bench.train import TrainConfig, TrainResult, fit_model, model_config_for
@@ -214,12 +214,24 @@ def selected_variants(cfg: Config) -> tuple[str, ...]:
     return tuple(dict.fromkeys(cfg.variants)) or tuple(variants.names())
 
 
-def make_case(cfg: Config, task: str, T: int, variant: str, seed: int, lr: float) -> Case:
-    """One training run. ``lr_grid`` and ``tune_T`` ride along so the analysis can redo the lr choice."""
+def reference_both_ways(cfg: Config, task: str) -> bool:
+    """True when ``task``'s grid has a bidirectional column (a variant that cannot be causal on a causally posed
+    recall task): then the reference (full attention) is run bidirectionally too, so that column is compared with
+    full attention posed as it is, never with the causal reference."""
+    chosen = selected_variants(cfg)
+    return (REFERENCE in chosen and posed_causal(cfg, task, REFERENCE)
+            and any(not posed_causal(cfg, task, v) for v in chosen))
+
+
+def make_case(cfg: Config, task: str, T: int, variant: str, seed: int, lr: float,
+              causal: bool | None = None) -> Case:
+    """One training run, posed by ``posed_causal`` unless ``causal`` says otherwise. ``lr_grid`` and ``tune_T``
+    ride along so the analysis can redo the lr choice."""
     shared = {name: getattr(cfg, name) for name in TRAIN_FIELDS + MODEL_FIELDS}
     knobs = {TASK + k: v for k, v in task_knobs(cfg, task, T).items()}
     params = {ATTN + k: v for k, v in VARIANT_PARAMS.get(variant, lambda c: {})(cfg).items()}
-    return Case.make(NAME, task=task, variant=variant, T=T, seed=seed, lr=lr, causal=posed_causal(cfg, task, variant),
+    causal = posed_causal(cfg, task, variant) if causal is None else causal
+    return Case.make(NAME, task=task, variant=variant, T=T, seed=seed, lr=lr, causal=causal,
                      lr_grid=tuple(dict.fromkeys(cfg.lr_grid)), tune_T=cfg.tune_T, tune_seed=cfg.seeds[0], **shared, **knobs, **params)
 
 
@@ -233,12 +245,16 @@ def tuning_cases(cfg: Config) -> list[Case]:
 
 
 def grid_cases(cfg: Config, lr_of: Mapping[tuple[str, str], float]) -> Iterator[Case]:
-    """One Case per (task, T, variant, seed) at its chosen lr: tasks in order, shortest T first, seeds innermost."""
+    """One Case per (task, T, variant, seed) at its chosen lr: tasks in order, shortest T first, seeds innermost;
+    plus the reference posed bidirectionally (at its causal lr) where ``reference_both_ways``."""
     for task in dict.fromkeys(cfg.tasks):
         for T in sorted(set(cfg.seq_lens)):
             for variant in selected_variants(cfg):
                 for seed in dict.fromkeys(cfg.seeds):
                     yield make_case(cfg, task, T, variant, seed, lr_of[(task, variant)])
+            if reference_both_ways(cfg, task):
+                for seed in dict.fromkeys(cfg.seeds):
+                    yield make_case(cfg, task, T, REFERENCE, seed, lr_of[(task, REFERENCE)], causal=False)
 
 
 def _trial(metrics: Mapping[str, Any], case: Case) -> tuple[float, str, float | None, int | None]:
