@@ -10,7 +10,7 @@ import pandas as pd
 
 from bench.analysis.fit import PowerLaw, crossover, fit_power_law
 
-FIT_METRIC = {"local_motif": "test_error", "text_bytes": "bits_per_byte"}  # what the power law is fitted to
+FIT_METRIC = {"local_motif": "test_error", "text_kind": "test_error", "text_bytes": "bits_per_byte"}  # what the power law is fitted to
 REFERENCE = "transformer"  # the model whose crossover with each baseline is reported
 EXTRAPOLATE_TO = 1e9  # the largest training-set size a fitted crossover is searched up to
 
