@@ -77,10 +77,10 @@ class Config(TaskPoolConfig):
     # training to convergence: cap = clamp(epochs · n / batch_size, min_steps, max_steps), plateau stop on val loss
     epochs: float = 30.0  # passes over the n examples the step cap allows
     min_steps: int = 150  # the cap's floor (small n: enough steps to fit at all)
-    max_steps: int = 800  # the cap's ceiling; a run that reaches it still improving is censored
-    patience: int = 4  # evaluations without val-loss progress that stop a run (its best-val weights kept)
-    min_delta: float = 0.01  # relative val-loss drop that counts as progress
-    min_delta_abs: float = 0.005  # and the least absolute drop (nats)
+    max_steps: int = 600  # the cap's ceiling; a run that reaches it still improving is censored
+    patience: int = 8  # evaluations without val-loss progress that stop a run (its best-val weights kept)
+    min_delta: float = 0.005  # relative val-loss drop that counts as progress
+    min_delta_abs: float = 0.002  # and the least absolute drop (nats)
     eval_every: int = 25  # steps between validation evaluations
     n_eval: int = 300  # validation and test examples each
     # self-supervision (model "pretrained", text_kind only): next-byte prediction on the train split's text
@@ -133,10 +133,11 @@ class Config(TaskPoolConfig):
 PROFILES = {
     # the main job's share: 3 sizes over 1.2 decades, 2 seeds, the pretrained-vs-scratch gap on text_kind
     "quick": Config(seeds=(0, 1)),
-    # about 45 minutes on 2 cores (docs/sweeps.md#data_scaling): 6 sizes over 2.1 decades, 3 seeds
+    # about 45 minutes on 2 cores (docs/sweeps.md#data_scaling): 8 sizes over 2.1 decades, 3 seeds
     "standard": Config(models=("transformer", "pretrained", "sparse_window", "linear_elu", "cnn_baseline",
-                               "gru_baseline"), sizes=(32, 64, 128, 256, 512, 1024, 2048, 4096)[1:7],
-                       seeds=(0, 1, 2), max_steps=1500, pretrain_steps=1500, time_cap_s=1200.0),
+                               "gru_baseline"), sizes=tuple(2 ** k for k in range(5, 13)), seeds=(0, 1, 2),
+                       min_steps=200, max_steps=2000, pretrain_steps=2000, pretrain_windows=32768,
+                       time_cap_s=1200.0),
     "full": Config(models=tuple(MODELS), sizes=tuple(2 ** k for k in range(6, 15)), seeds=(0, 1, 2, 3, 4),
                    epochs=50.0, max_steps=6000, patience=6, eval_every=50, n_eval=1024, d_model=64,
                    pretrain_steps=6000, pretrain_windows=65536, time_cap_s=3600.0),
