@@ -15,11 +15,14 @@ from bench.plots.common import (FigureResult, NotMeasured, color_of, legend_righ
 
 
 BASELINE_STYLES = (("black", "s", "--"), ("0.45", "^", ":"), ("black", "D", "-."))  # colour, marker, fit line
+PRETRAINED_STYLE = ("crimson", "*", "-")  # the fine-tuned Transformer: never a hashed colour near scratch's
 
 
 def model_style(model: str, bases: list[str]) -> tuple[str, str, str]:
-    """(colour, marker, line style): a variant's colour with dots and a solid fit; each baseline its own grey,
-    marker and dash, so two baselines never look alike."""
+    """(colour, marker, line style): a variant's colour with dots and a solid line; the pretrained model crimson
+    stars; each baseline its own grey, marker and dash, so two baselines never look alike."""
+    if model == learning.PRETRAINED:
+        return PRETRAINED_STYLE
     if model not in bases:
         return color_of(model), "o", "-"
     return BASELINE_STYLES[sorted(bases).index(model) % len(BASELINE_STYLES)]
