@@ -132,7 +132,7 @@ class Config(TaskPoolConfig):
 
 PROFILES = {
     # the main job's share: 3 sizes over 1.2 decades, 2 seeds, the pretrained-vs-scratch gap on text_kind
-    "quick": Config(seeds=(0, 1)),
+    "quick": Config(seeds=(0, 1), max_steps=400),
     # about 45 minutes on 2 cores (docs/sweeps.md#data_scaling): 8 sizes over 2.1 decades, 3 seeds
     "standard": Config(models=("transformer", "pretrained", "sparse_window", "linear_elu", "cnn_baseline",
                                "gru_baseline"), sizes=tuple(2 ** k for k in range(5, 13)), seeds=(0, 1, 2),
