@@ -1,5 +1,7 @@
-"""data_scaling: nested training sets and one test set, a grid without duplicates, a power-law summary that
-recovers known exponents and crossovers, one-line config errors, and an end-to-end case per model."""
+"""data_scaling: nested training sets and one test set, a grid without duplicates, step caps that scale with the
+data and censoring, a power-law summary that recovers known exponents and crossovers (with a CI, or "not
+identified"), the labels-saved factor, pretrained weights that are really loaded, one-line config errors, and an
+end-to-end case per model."""
 from __future__ import annotations
 
 import dataclasses
@@ -31,10 +33,28 @@ def test_training_sets_are_nested_prefixes_and_the_test_set_is_shared(task):
 
 def test_cases_cover_the_grid_once_each():
     cases = sweep_cases(ds.SWEEP, QUICK)  # raises on a duplicate case id
-    assert len(cases) == len(QUICK.tasks) * len(QUICK.models) * len(QUICK.sizes) * len(QUICK.seeds)
+    pretrained = [c for c in cases if c["model"] == "pretrained"]
+    per_model = len(QUICK.sizes) * len(QUICK.seeds)
+    assert len(cases) == per_model * (len(QUICK.tasks) * (len(QUICK.models) - 1) + 1)
+    assert {c["task"] for c in pretrained} == {"text_kind"} and len(pretrained) == per_model
     assert {c["data_seed"] for c in cases} == {QUICK.data_seed}
-    steps = {c["task"]: c["steps"] for c in cases}
-    assert steps == {"local_motif": QUICK.steps, "text_bytes": QUICK.text_steps}
+
+
+def test_the_step_cap_scales_with_the_data_within_its_clamp():
+    cfg = dataclasses.replace(QUICK, epochs=10.0, batch_size=32, min_steps=50, max_steps=500)
+    assert [ds.step_cap(cfg, n) for n in (64, 320, 640, 6400)] == [50, 100, 200, 500]
+
+
+def test_a_run_stops_on_a_plateau_or_is_censored_at_its_cap():
+    base = dataclasses.replace(QUICK, tasks=("local_motif",), models=("cnn_baseline",), sizes=(32, 64, 128),
+                               seeds=(0,), n_eval=64, eval_every=5, min_steps=20, max_steps=20, patience=2)
+    short = next(c for c in ds.cases(base) if c["n_train"] == 64)
+    row = ds.execute(short)
+    assert row["steps_cap"] == 20 and row["stop_reason"] == "cap" and row["censored"]
+    plateau = dataclasses.replace(base, max_steps=2000, min_delta=0.5)  # only a halving of the loss counts
+    row = ds.execute(next(c for c in ds.cases(plateau) if c["n_train"] == 64))
+    assert row["stop_reason"] == "plateau" and not row["censored"] and row["steps_run"] < row["steps_cap"]
+    assert row["best_step"] == 0 and row["steps_run"] == 2 * 5
 
 
 def _synthetic(laws: dict[str, tuple[float, float, float]], sizes, seeds=(0, 1, 2)) -> pd.DataFrame:
@@ -62,7 +82,10 @@ def test_summary_recovers_known_exponents_floors_and_the_crossover():
     truth = grid[np.argmax(gap < 0)]
     ref = table.loc["transformer"]
     assert ref["crossover_vs_cnn_baseline"] == pytest.approx(truth, rel=0.15)
-    assert ref["extrapolated_crossover_vs_cnn_baseline"] == pytest.approx(truth, rel=0.15)
+    assert ref["fitted_crossover_vs_cnn_baseline"] == pytest.approx(truth, rel=0.15)
+    assert ref["fitted_crossover_lo_vs_cnn_baseline"] <= truth * 1.15
+    assert ref["fitted_crossover_hi_vs_cnn_baseline"] >= truth / 1.15
+    assert ref["crossover_resamples_vs_cnn_baseline"] == f"{learning.N_RESAMPLES}/{learning.N_RESAMPLES}"
     assert bool(table.loc["cnn_baseline", "baseline"]) and not bool(ref["baseline"])
 
 
@@ -70,6 +93,36 @@ def test_no_crossover_within_the_range_is_nan():
     table = learning.summary(_synthetic({"transformer": (1.0, 0.3, 0.1), "cnn_baseline": (0.1, 0.3, 0.0)},
                                     [128, 512, 2048, 8192])).set_index("model")
     assert np.isnan(table.loc["transformer", "crossover_vs_cnn_baseline"])
+    assert np.isnan(table.loc["transformer", "fitted_crossover_vs_cnn_baseline"])
+    assert table.loc["transformer", "crossover_resamples_vs_cnn_baseline"] == f"0/{learning.N_RESAMPLES}"
+
+
+def test_a_crossover_past_four_times_the_largest_size_is_not_identified():
+    sizes = [2 ** k for k in range(6, 14)]
+    laws = {"transformer": (3.0, 0.5, 0.0), "cnn_baseline": (3.0 * 2 ** -4.8, 0.2, 0.0)}  # equal at n = 2^16
+    table = learning.summary(_synthetic(laws, sizes), target_error=0.01).set_index("model")
+    ref = table.loc["transformer"]  # 2^16 is 8× the largest size: the fits are not read that far
+    assert np.isnan(ref["crossover_vs_cnn_baseline"]) and np.isnan(ref["fitted_crossover_vs_cnn_baseline"])
+    assert np.isnan(table["data_for_target"]).all()  # 0.01 needs 9e4 and 1.4e5 examples: past 4 × 8192
+
+
+def _pretraining_rows(shift: float, sizes=(64, 128, 256, 512, 1024), seeds=(0, 1, 2)) -> pd.DataFrame:
+    """Scratch error n^-0.5, pretrained error (shift·n)^-0.5: pretraining is worth ``shift`` × the labels."""
+    rng = np.random.default_rng(1)
+    return pd.DataFrame([{"task": "text_kind", "model": m, "n_train": n, "seed": s, "status": "ok",
+                          "test_error": (k * n) ** -0.5 * (1 + rng.normal(0, 0.01))}
+                         for m, k in (("transformer", 1.0), ("pretrained", shift)) for n in sizes for s in seeds])
+
+
+def test_labels_saved_recovers_a_known_factor_and_censors_past_the_sizes():
+    table = learning.labels_saved(_pretraining_rows(4.0)).set_index("n_train")
+    assert table.loc[64, "labels_saved"] == pytest.approx(4.0, rel=0.1)
+    assert table.loc[64, "labels_saved_lo"] <= 4.0 <= table.loc[64, "labels_saved_hi"] * 1.05
+    assert table.loc[256, "labels_saved"] == pytest.approx(4.0, rel=0.1)
+    assert np.isinf(table.loc[512, "labels_saved"]) and table.loc[512, "labels_saved_text"].startswith("> 2 ")
+    worse = learning.labels_saved(_pretraining_rows(0.25)).set_index("n_train")  # pretraining hurts
+    assert worse.loc[64, "labels_saved"] == 0 and worse.loc[64, "labels_saved_text"].startswith("< 1 ")
+    assert worse.loc[1024, "labels_saved"] == pytest.approx(0.25, rel=0.1)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -78,7 +131,8 @@ def test_no_crossover_within_the_range_is_nan():
     (dict(sizes=(16, 128, 512)), "smaller than one batch"),
     (dict(tasks=("mqar",)), "no learning-curve metric"),
     (dict(d_model=30, n_heads=4), "divisible"),
-    (dict(text_steps=0), "text-steps"),
+    (dict(min_steps=900, max_steps=800), "exceeds --max-steps"),
+    (dict(epochs=0.0), "epochs"),
 ])
 def test_bad_knobs_are_one_line_config_errors(change, message):
     with pytest.raises(ConfigError, match=message) as info:
@@ -92,11 +146,15 @@ def test_profiles_validate():
 
 
 def test_every_model_runs_one_tiny_case_end_to_end():
-    cfg = dataclasses.replace(QUICK, models=tuple(ds.MODELS), sizes=(32, 64, 128), seeds=(0,), steps=3,
-                              text_steps=3, eval_every=3, n_eval=32)
+    cfg = dataclasses.replace(QUICK, tasks=("local_motif", "text_kind", "text_bytes"), models=tuple(ds.MODELS),
+                              sizes=(32, 64, 128), seeds=(0,), min_steps=3, max_steps=3, eval_every=3, n_eval=32,
+                              pretrain_steps=2, text_pool_bytes=200_000)
     rows = [{**c.as_dict(), "status": "ok", **ds.execute(c)} for c in ds.cases(cfg) if c["n_train"] == 32]
-    assert len(rows) == 2 * len(ds.MODELS)
+    assert len(rows) == 3 * len(ds.MODELS) - 2  # pretrained: text_kind only
     for r in rows:
         assert 0.0 <= r["accuracy"] <= 1.0 and r["test_error"] == pytest.approx(1 - r["accuracy"])
         assert (r["bits_per_byte"] is not None) == (r["task"] == "text_bytes")
         assert r["baseline"] == r["model"].endswith("_baseline") and "error" not in r
+        assert r["censored"] and r["steps_run"] == r["steps_cap"] == 3
+        assert (r.get("centroid_error") is not None) == (r["task"] == "text_kind")
+        assert (r.get("pretrain_s") is not None) == (r["model"] == "pretrained")

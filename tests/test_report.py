@@ -160,6 +160,14 @@ def test_learning_curves_fit_a_power_law(later, tmp_path):
     assert one(table, model="cnn_baseline")["baseline"]
 
 
+def test_self_supervision_figure_gives_the_labels_saved(later, tmp_path):
+    result = draw(plots.fig_self_supervision, later, tmp_path)
+    table = result.table.set_index("n_train")  # the fixture's pretrained error at n is scratch's at 3n (n = 100, 1000)
+    assert table.loc[100, "labels_saved"] == pytest.approx(3.0) and table.loc[1000, "labels_saved"] == pytest.approx(3.0)
+    assert table.loc[10000, "labels_saved_text"].startswith("> 1")  # scratch never gets there: a bound
+    assert "600 steps of pretraining" in result.caption
+
+
 def test_distillation_figure(later, tmp_path):
     table = draw(plots.fig_distillation, later, tmp_path).table
     assert len(table) == 4 and set(table["n_train"]) == {256, 2048}  # per student and size, never pooled

@@ -11,7 +11,7 @@ import torch
 
 from bench import tasks
 from bench.config import ConfigError, apply_overrides
-from bench.tasks import IGNORE, SPLITS, listops, local_motif, mqar, needle, text_bytes
+from bench.tasks import IGNORE, SPLITS, listops, local_motif, mqar, needle, text_bytes, text_kind
 
 # Small configs so the whole file stays fast on 2 CPU cores.
 SMALL = {
@@ -20,6 +20,7 @@ SMALL = {
     "listops": listops.Config(max_depth=6, max_args=5, min_len=8, max_len=48),
     "text_bytes": text_bytes.Config(seq_len=64, max_pool_bytes=200_000),
     "local_motif": local_motif.Config(seq_len=48, vocab_size=8, motif_len=3, n_classes=3),
+    "text_kind": text_kind.Config(seq_len=32, max_pool_bytes=200_000),
 }
 N = 96
 
@@ -35,7 +36,7 @@ def _rows(x: torch.Tensor) -> set[bytes]:
 # ---------------------------------------------------------------- registry and the common shape
 
 def test_registry_lists_every_task_module():
-    assert tasks.names() == ["mqar", "needle", "listops", "text_bytes", "local_motif"]
+    assert tasks.names() == ["mqar", "needle", "listops", "text_bytes", "local_motif", "text_kind"]
     assert set(SMALL) == set(tasks.names())
     for name in tasks.names():
         module = tasks.get(name)

@@ -195,6 +195,12 @@ def _fit_power_law_once(D: np.ndarray, err: np.ndarray, n_grid: int = 200) -> tu
     return best[1], best[2], best[3]
 
 
+def power_law_point(D, err) -> tuple[float, float, float]:
+    """(a, alpha, c) of the least-squares fit of error(D) = a·D^(−alpha) + c, without a bootstrap: the refit of
+    one resample (errors positive, at least three distinct D)."""
+    return _fit_power_law_once(np.asarray(D, dtype=float), np.asarray(err, dtype=float))
+
+
 def fit_power_law(D, err, n_boot: int = 200, level: float = 0.95, seed: int = 0) -> PowerLaw:
     """Fit error(D) = a·D^(−alpha) + c; points may repeat D (one per seed). Pairs bootstrap for the CIs.
 

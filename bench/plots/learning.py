@@ -11,45 +11,70 @@ from bench.analysis import learning
 from bench.analysis.distillation import distillation_rows, kd_gain_table, paired_gains
 from bench.analysis.select import source
 from bench.plots.common import (FigureResult, NotMeasured, color_of, legend_right, new_figure, not_measured,
-                                save, style_axes)
+                                plain_log_ticks, save, style_axes)
 
 
 BASELINE_STYLES = (("black", "s", "--"), ("0.45", "^", ":"), ("black", "D", "-."))  # colour, marker, fit line
+PRETRAINED_STYLE = ("crimson", "*", "-")  # the fine-tuned Transformer: never a hashed colour near scratch's
 
 
 def model_style(model: str, bases: list[str]) -> tuple[str, str, str]:
-    """(colour, marker, line style): a variant's colour with dots and a solid fit; each baseline its own grey,
-    marker and dash, so two baselines never look alike."""
+    """(colour, marker, line style): a variant's colour with dots and a solid line; the pretrained model crimson
+    stars; each baseline its own grey, marker and dash, so two baselines never look alike."""
+    if model == learning.PRETRAINED:
+        return PRETRAINED_STYLE
     if model not in bases:
         return color_of(model), "o", "-"
     return BASELINE_STYLES[sorted(bases).index(model) % len(BASELINE_STYLES)]
 
 
+TRIVIAL = (("majority_error", "majority class", (0, (1, 1))),
+           ("centroid_error", "byte-histogram centroid (fitted on n)", (0, (4, 1, 1, 1))))  # column, label, dash
+
+
+def seed_points(ax, g: pd.DataFrame, metric: str, color: str, marker: str) -> None:
+    """Every seed's point; a censored run (its step cap hit while still improving) hollow."""
+    censored = g["censored"].fillna(False).astype(bool) if "censored" in g else pd.Series(False, index=g.index)
+    for hollow, part in g.groupby(censored):
+        ax.plot(part["n_train"], part[metric], ls="none", marker=marker, ms=4, alpha=0.6, color=color,
+                mfc="none" if hollow else color)
+
+
+def trivial_lines(ax, rows: pd.DataFrame) -> None:
+    """The trivial rules' median test error per n, as thin grey lines (the floor any model must beat)."""
+    for column, label, dash in TRIVIAL:
+        if column in rows and rows[column].notna().any():
+            med = rows.groupby("n_train")[column].median()
+            ax.plot(med.index, med.values, color="0.55", lw=1, ls=dash, label=f"trivial: {label}")
+
+
 def learning_panel(ax, rows: pd.DataFrame, task: str) -> None:
-    """Mean ± std over seeds per size and each model's fitted power law (drawn over the measured sizes only, and
-    only where α is a fit: ``Estimate.usable``); baselines in black and grey with their own markers and dashes."""
+    """Per model: every seed's point (hollow: censored), the median over seeds as a line, and the fitted power
+    law (dotted, over the measured sizes only, and only where α is a fit); baselines in black and grey with
+    their own markers; the trivial rules as thin grey lines."""
     metric, bases = learning.FIT_METRIC[task], learning.baselines(rows)
-    for model, g in rows[rows["task"] == task].groupby("model", sort=True):
+    task_rows = rows[rows["task"] == task]
+    for model, g in task_rows.groupby("model", sort=True):
         g = g.dropna(subset=[metric])
         color, marker, ls = model_style(model, bases)
-        stats = learning.curve_stats(g, metric)
         law = learning.fitted_law(g, metric)
-        fit = "" if law is None else f": α={law.alpha}" if law.alpha.usable else ": α n/a (see table)"
-        label = f"{model}{' (baseline)' if model in bases else ''}{fit}"
-        ax.errorbar(stats["n_train"], stats["mean"], yerr=stats["std"].fillna(0), ls="none", marker=marker,
-                    ms=4, capsize=2, color=color, label=label)
+        fit = "" if law is None else f", α={law.alpha}" if law.alpha.usable else ", α n/a"
+        med = g.groupby("n_train")[metric].median()
+        ax.plot(med.index, med.values, color=color, ls=ls, marker=marker, ms=5, lw=1.5,
+                label=f"{model}{' (baseline)' if model in bases else ''}{fit}")
+        seed_points(ax, g, metric, color, marker)
         if law is not None and law.alpha.usable:
-            grid = np.geomspace(stats["n_train"].min(), stats["n_train"].max(), 64)
-            ax.plot(grid, law.predict(grid), color=color, ls=ls, lw=1)
-    style_axes(ax, task, "training-set size n", metric.replace("_", " "), logx=False, logy=False)
-    ax.set_xscale("log")
-    ax.legend(fontsize=7)
+            grid = np.geomspace(med.index.min(), med.index.max(), 64)
+            ax.plot(grid, law.predict(grid), color=color, ls=":", lw=1)
+    trivial_lines(ax, task_rows)
+    style_axes(ax, task, "labelled training examples n", metric.replace("_", " "), logx=True, logy=False)
+    legend_right(ax, fontsize=7)
 
 
 def fig_learning_curves(df: pd.DataFrame, manifests: pd.DataFrame,
                         out_dir: str | Path) -> FigureResult | NotMeasured:
-    """One panel per task: the fitted metric (test error, or bits per byte for text) against training-set size;
-    the table is ``bench.analysis.learning.summary``."""
+    """One panel per task: the fitted metric (test error, or bits per byte for text_bytes) against the number
+    of labelled training examples; the table is ``bench.analysis.learning.summary``."""
     name, title = "learning_curves", "Learning curves: error vs training-set size"
     src = source(df, manifests, "data_scaling")
     rows = None if src is None else src.rows
@@ -59,16 +84,63 @@ def fig_learning_curves(df: pd.DataFrame, manifests: pd.DataFrame,
     tasks = sorted(rows["task"].unique())
     if not tasks:
         return not_measured(name, title, "data_scaling", "no finished data_scaling rows")
-    fig, axes = new_figure(1, len(tasks), (6.0 * len(tasks), 4.8))
-    for ax, task in zip(axes[0], tasks):
+    fig, axes = new_figure(len(tasks), 1, (10.0, 4.2 * len(tasks)))
+    for ax, task in zip(axes[:, 0], tasks):
         learning_panel(ax, rows, task)
-    caption = ("Held-out error (bits per byte for text) against the number of training examples, mean ± std over "
-               "seeds, with a·n^(−α) + c fitted to every seed's point (α with its 95% CI; n/a and no curve where "
-               "the fit is not one); black and grey, dashed and dotted: the baselines with a built-in inductive "
-               "bias and no attention. The table gives α and c with 95% bootstrap CIs, the data "
-               "needed for the target, and where the Transformer overtakes each baseline (NaN: not in range).")
+    caption = ("Held-out test error (bits per byte for text_bytes) against the number of labelled training "
+               "examples, every seed a point (hollow: its step cap was hit while still improving) and the "
+               "median a line, with a·n^(−α) + c dotted over the measured sizes where it is a fit and the "
+               "trivial rules in thin grey; pretrained is the full-attention Transformer fine-tuned from a body "
+               "pretrained on unlabelled train-split text. The table gives α and c with 95% bootstrap CIs, the "
+               "data needed for the target (never read past 4× the largest size), and where the Transformer "
+               "overtakes each baseline, measured and fitted with its CI over seed resamples or not identified.")
     table = learning.summary(rows)
     return FigureResult(name, title, save(fig, out_dir, name), table, caption, src.manifests)
+
+
+def fig_self_supervision(df: pd.DataFrame, manifests: pd.DataFrame,
+                         out_dir: str | Path) -> FigureResult | NotMeasured:
+    """The labels saved by pretraining at each labelled n, with its CI over seed resamples; the table is
+    ``bench.analysis.learning.labels_saved``."""
+    name, title = "self_supervision", "Self-supervision: labels saved by pretraining"
+    src = source(df, manifests, "data_scaling")
+    table = learning.labels_saved(None if src is None else src.rows)
+    if src is None or table.empty:
+        return not_measured(name, title, "data_scaling", "no data_scaling rows of both pretrained and transformer")
+    fig, axes = new_figure(1, 1, (9.0, 4.2))
+    ax = axes[0, 0]
+    for task, t in table.groupby("task", sort=True):
+        saved_panel(ax, t, color_of(task), task)
+    ax.axhline(1.0, color="black", lw=0.8, ls="--", label="no labels saved (factor 1)")
+    style_axes(ax, title, "labelled training examples n (pretrained)", "labels saved (scratch n' / n)")
+    plain_log_ticks(ax, "y", "×")
+    legend_right(ax, fontsize=7)
+    cost = src.rows[src.rows["model"] == learning.PRETRAINED]
+    spent = f"{int(cost['pretrain_steps'].median())} steps" if "pretrain_steps" in cost and len(cost) else "?"
+    caption = (f"The number of labelled examples n' the Transformer trained from scratch needs to reach the error "
+               f"the same model fine-tuned from a next-byte-pretrained body ({spent} of pretraining on unlabelled "
+               "train-split text) reaches with n, divided by n, interpolated in log n between measured sizes "
+               "(bars: 95% CI over seed resamples). A triangle is a bound: scratch never reaches that error within "
+               "the measured sizes (▲, the factor is above it) or already does at the smallest size (▼).")
+    return FigureResult(name, title, save(fig, out_dir, name), table, caption, src.manifests)
+
+
+def saved_panel(ax, t: pd.DataFrame, color: str, task: str) -> None:
+    """Labels-saved factors of one task: measured points with CI bars, censored ones as triangles at their bound."""
+    n = t["n_train"].to_numpy(dtype=float)
+    sizes = (n.min(), n.max())
+    value = t["labels_saved"].to_numpy(dtype=float)
+    shown = np.where(np.isinf(value), sizes[1] / n, np.where(value == 0, sizes[0] / n, value))
+    lo = np.clip(np.nan_to_num(t["labels_saved_lo"].to_numpy(dtype=float), posinf=0), 1e-3, None)
+    hi = np.nan_to_num(t["labels_saved_hi"].to_numpy(dtype=float), posinf=np.nan)
+    exact = np.isfinite(value) & (value > 0)
+    ax.errorbar(n[exact], shown[exact], yerr=[np.clip(shown[exact] - np.minimum(lo[exact], shown[exact]), 0, None),
+                                              np.clip(np.nan_to_num(hi[exact] - shown[exact]), 0, None)],
+                ls="-", marker="o", ms=5, capsize=3, color=color, label=f"{task}: factor, 95% CI")
+    for mask, marker, label in ((np.isinf(value), "^", "above"), (value == 0, "v", "below")):
+        if mask.any():
+            ax.plot(n[mask], shown[mask], ls="none", marker=marker, ms=7, color=color,
+                    label=f"{task}: bound, factor {label} it")
 
 
 def share_panel(ax, table: pd.DataFrame) -> None:

@@ -121,7 +121,7 @@ def fill_split(draw: Draw, n: int, seed: int, split: str, *stream: int, chunk: i
 
 
 # Imported after the shared helpers above: task modules import them from this package.
-from bench.tasks import listops, local_motif, mqar, needle, text_bytes  # noqa: E402
+from bench.tasks import listops, local_motif, mqar, needle, text_bytes, text_kind  # noqa: E402
 
 TASKS: dict[str, ModuleType] = {
     "mqar": mqar,
@@ -129,6 +129,7 @@ TASKS: dict[str, ModuleType] = {
     "listops": listops,
     "text_bytes": text_bytes,
     "local_motif": local_motif,
+    "text_kind": text_kind,
 }
 
 
