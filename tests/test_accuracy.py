@@ -172,11 +172,12 @@ def test_validate_rejects_bad_config(override, message):
         apply_overrides(accuracy.Config(), override)
 
 
-def _row(variant, seed, acc, *, T=64, lr=3e-3, st=None, censored=False, causal=True, status="ok", tune_T=64):
+def _row(variant, seed, acc, *, T=64, lr=3e-3, st=None, censored=False, causal=True, status="ok", tune_T=64,
+         trivial_accuracy=0.125):
     return dict(task="mqar", variant=variant, T=T, seed=seed, status=status, accuracy=acc, loss=1.0,
                 bits_per_byte=None, steps_to_target=st, censored=censored, steps=1000, train_s=1.0, lr=lr,
                 causal=causal, lr_grid=(1e-3, 3e-3), tune_T=tune_T, tune_seed=0, val_accuracy=acc, best_step=100,
-                steps_run=500, trivial_accuracy=0.125)
+                steps_run=500, trivial_accuracy=trivial_accuracy)
 
 
 def test_summary_reports_the_median_and_every_seed_at_the_chosen_lr():
@@ -210,3 +211,24 @@ def test_accuracy_table_and_where_variants_fall_behind():
     assert behind.loc["low_rank_linformer", "posing"] == "bidirectional"
     alone = analysis.falls_behind(table[~((table["variant"] == "full_sdpa") & (table["posing"] == "bidirectional"))])
     assert "low_rank_linformer" not in set(alone["variant"])  # no reference in its posing: no line at all
+    assert (behind["reference_failed_at_T"] == "").all()
+
+
+def test_a_reference_that_failed_at_a_length_is_not_compared_there():
+    rows = []
+    for T, (full, window) in {32: (1.0, 1.0), 64: (0.1, 0.5), 128: (0.9, 0.5)}.items():  # at 64: at trivial
+        for seed in range(3):
+            rows += [_row("full_sdpa", seed, full, T=T, tune_T=32, trivial_accuracy=0.25),
+                     _row("sparse_window", seed, window, T=T, tune_T=32, trivial_accuracy=0.25)]
+    behind = analysis.falls_behind(analysis.accuracy_table(analysis.accuracy_rows(pd.DataFrame(rows))))
+    line = behind.set_index("variant").loc["sparse_window"]
+    assert line["falls_below_at_T"] == 128 and line["keeps_up_to_T"] == 32 and line["lengths"] == 2
+    assert line["reference_failed_at_T"] == "64"
+
+
+def test_the_bidirectional_reference_can_be_left_out():
+    cfg = accuracy.Config(tasks=("mqar",), variants=("full_sdpa", "low_rank_linformer"), seq_lens=(64,), seeds=(0,))
+    assert sorted(c["causal"] for c in accuracy.grid_cases(cfg, _lr_of(cfg)) if c["variant"] == "full_sdpa") == [False, True]
+    lean = accuracy.Config(**{**dataclasses.asdict(cfg), "bidirectional_reference": False})
+    assert [c["causal"] for c in accuracy.grid_cases(lean, _lr_of(lean)) if c["variant"] == "full_sdpa"] == [True]
+    assert not accuracy.PROFILES["quick"].bidirectional_reference and accuracy.PROFILES["standard"].bidirectional_reference

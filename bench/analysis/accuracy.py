@@ -96,13 +96,25 @@ def accuracy_table(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
+def failed_reference(ref: pd.DataFrame) -> pd.Series:
+    """Per T of the reference's table rows: True where its median accuracy is no better than the best trivial
+    rule's (it did not learn the task there, so no variant can be said to keep up with it or fall behind)."""
+    ref = ref.set_index("T")
+    if "trivial_accuracy" not in ref:
+        return pd.Series(False, index=ref.index)
+    return ref["accuracy_median"] <= ref["trivial_accuracy"]
+
+
 def falls_behind(table: pd.DataFrame, reference: str = REFERENCE, fraction: float = KEEP_FRACTION) -> pd.DataFrame:
     """Per (task, variant, posing): the shortest T at which its median accuracy is below ``fraction`` of the
-    reference's median at the same T and in the same posing (NaN: it keeps up at every T measured), and the
-    longest T at which it still keeps up. A posing without its own reference rows gets no line."""
+    reference's median at the same T and in the same posing (NaN: it keeps up at every T compared), and the
+    longest T at which it still keeps up. Lengths where the reference itself failed (``failed_reference``) are
+    not compared and are listed instead; a posing without its own reference rows gets no line."""
     records = []
     for (task, pose), g in table.groupby(["task", "posing"], sort=True):
-        ref = g[g["variant"] == reference].set_index("T")["accuracy_median"]
+        ref_rows = g[g["variant"] == reference]
+        failed = failed_reference(ref_rows)
+        ref = ref_rows.set_index("T")["accuracy_median"][~failed]
         for variant, v in g[g["variant"] != reference].groupby("variant", sort=True):
             v = v[v["T"].isin(ref.index)].sort_values("T")
             if v.empty:
@@ -112,7 +124,8 @@ def falls_behind(table: pd.DataFrame, reference: str = REFERENCE, fraction: floa
             records.append({"task": task, "variant": variant, "posing": pose,
                             "falls_below_at_T": float(Ts[behind][0]) if behind.any() else math.nan,
                             "keeps_up_to_T": float(Ts[~behind].max()) if (~behind).any() else math.nan,
-                            "lengths": len(Ts)})
+                            "lengths": len(Ts),
+                            "reference_failed_at_T": " ".join(str(int(T)) for T in failed.index[failed])})
     return pd.DataFrame(records)
 
 
@@ -145,7 +158,7 @@ def _summary_row(group: pd.DataFrame) -> dict[str, Any]:
 
 
 def summary(df: pd.DataFrame | None) -> pd.DataFrame:
-    """Per (task, variant, T) at the chosen lr: posing, lr, median and per-seed test accuracy, seeds that reached
+    """Per (task, variant, posing, T) at the chosen lr: posing, lr, median and per-seed test accuracy, seeds that reached
     the target, censored runs, and the median steps_to_target. Only rows with status ok count."""
     if df is None or len(df) == 0 or "accuracy" not in df:
         return pd.DataFrame()
@@ -154,6 +167,7 @@ def summary(df: pd.DataFrame | None) -> pd.DataFrame:
         return pd.DataFrame()
     if "lr_grid" in ok:
         ok = selected_rows(ok)
-    rows = [{"task": task, "variant": var, "T": T, **_summary_row(group)}
-            for (task, var, T), group in ok.groupby(["task", "variant", "T"], sort=True)]
+    keys = ["task", "variant", "causal", "T"] if "causal" in ok else ["task", "variant", "T"]
+    rows = [{**dict(zip(keys, key)), **_summary_row(group)} for key, group in ok.groupby(keys, sort=True)]
+    rows = [{k: v for k, v in row.items() if k != "causal"} for row in rows]  # ``posing`` says it in words
     return pd.DataFrame(rows)

@@ -94,7 +94,8 @@ def fig_accuracy(df: pd.DataFrame, manifests: pd.DataFrame, out_dir: str | Path)
     behind = falls_behind(table)
     if not behind.empty:
         extra.append((f"Where each variant falls below {KEEP_FRACTION:.0%} of {REFERENCE}'s median accuracy at the "
-                      f"same T and in the same posing (blank: it keeps up at every T measured).", behind))
+                      f"same T and in the same posing (blank: it keeps up at every T compared); lengths where {REFERENCE} "
+                      "itself did no better than the best trivial rule are not compared, and are listed.", behind))
     sources = pd.concat([src.manifests for _, src, _ in panels], ignore_index=True).drop_duplicates("run_id")
     return FigureResult(name, title, save(fig, out_dir, name), table, caption, sources, tuple(extra))
 
