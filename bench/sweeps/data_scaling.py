@@ -133,11 +133,12 @@ class Config(TaskPoolConfig):
 PROFILES = {
     # the main job's share: 3 sizes over 1.2 decades, 2 seeds, the pretrained-vs-scratch gap on text_kind
     "quick": Config(seeds=(0, 1), max_steps=400),
-    # about 45 minutes on 2 cores (docs/sweeps.md#data_scaling): 8 sizes over 2.1 decades, 3 seeds
+    # 8 sizes over 2.1 decades, 3 seeds (docs/sweeps.md#data_scaling has its measured time); patience spans
+    # 500 steps, so a Transformer's flat phase before it learns locality does not end the run
     "standard": Config(models=("transformer", "pretrained", "sparse_window", "linear_elu", "cnn_baseline",
                                "gru_baseline"), sizes=tuple(2 ** k for k in range(5, 13)), seeds=(0, 1, 2),
-                       min_steps=200, max_steps=2000, pretrain_steps=2000, pretrain_windows=32768,
-                       time_cap_s=1200.0),
+                       min_steps=200, max_steps=2000, eval_every=50, patience=10, pretrain_steps=2000,
+                       pretrain_windows=32768, time_cap_s=1200.0),
     "full": Config(models=tuple(MODELS), sizes=tuple(2 ** k for k in range(6, 15)), seeds=(0, 1, 2, 3, 4),
                    epochs=50.0, max_steps=6000, patience=6, eval_every=50, n_eval=1024, d_model=64,
                    pretrain_steps=6000, pretrain_windows=65536, time_cap_s=3600.0),
