@@ -22,7 +22,7 @@ from torch import nn
 
 from bench import checkpoints
 from bench.tasks import text_bytes
-from bench.train import TrainConfig, deterministic, evaluate, fit
+from bench.train import TrainConfig, deterministic, fit
 from variants.model import ModelConfig, Transformer
 
 HEAD = "head."  # the state-dict prefix of the output layer, the one part not transferred
@@ -64,9 +64,9 @@ def pretrain(spec: PretrainSpec) -> tuple[nn.Module, dict[str, Any]]:
         torch.manual_seed(spec.seed)
         model = Transformer(spec.lm_config())
         start = time.perf_counter()
-        fit(model, train, val, tc)
+        curve, _, _ = fit(model, train, val, tc)  # its last point is the val loss at the final step
         seconds = time.perf_counter() - start
-        _, loss = evaluate(model, val, tc.eval_batch_size)
+    loss = curve[-1][2]
     return model, {"pretrain_steps": spec.steps, "pretrain_s": seconds, "pretrain_windows": spec.windows,
                    "pretrain_bpb": float(text_bytes.bits_per_byte(loss))}
 

@@ -87,6 +87,9 @@ def test_summary_recovers_known_exponents_floors_and_the_crossover():
     assert ref["fitted_crossover_hi_vs_cnn_baseline"] >= truth / 1.15
     assert ref["crossover_resamples_vs_cnn_baseline"] == f"{learning.N_RESAMPLES}/{learning.N_RESAMPLES}"
     assert bool(table.loc["cnn_baseline", "baseline"]) and not bool(ref["baseline"])
+    long = learning.crossover_table(table.reset_index()).set_index("baseline").loc["cnn_baseline"]
+    assert long["fitted"] == ref["fitted_crossover_vs_cnn_baseline"] and long["measured"] == ref["crossover_vs_cnn_baseline"]
+    assert long["fitted_lo"] <= long["fitted"] <= long["fitted_hi"] and long["resamples"] == ref["crossover_resamples_vs_cnn_baseline"]
 
 
 def test_no_crossover_within_the_range_is_nan():
@@ -120,6 +123,9 @@ def test_labels_saved_recovers_a_known_factor_and_censors_past_the_sizes():
     assert table.loc[64, "labels_saved_lo"] <= 4.0 <= table.loc[64, "labels_saved_hi"] * 1.05
     assert table.loc[256, "labels_saved"] == pytest.approx(4.0, rel=0.1)
     assert np.isinf(table.loc[512, "labels_saved"]) and table.loc[512, "labels_saved_text"].startswith("> 2 ")
+    costed = _pretraining_rows(4.0).assign(pretrain_steps=600, pretrain_s=lambda d: np.where(d["seed"] == 2, 30.0, 10.0))
+    cost = learning.labels_saved(costed).iloc[0]
+    assert cost["pretrain_steps"] == 600 and cost["pretrain_s"] == 10.0  # the median over seeds' bodies
     worse = learning.labels_saved(_pretraining_rows(0.25)).set_index("n_train")  # pretraining hurts
     assert worse.loc[64, "labels_saved"] == 0 and worse.loc[64, "labels_saved_text"].startswith("< 1 ")
     assert worse.loc[1024, "labels_saved"] == pytest.approx(0.25, rel=0.1)

@@ -154,10 +154,13 @@ def test_approximation_figure_draws_the_published_configs_at_the_largest_T(resul
 
 
 def test_learning_curves_fit_a_power_law(later, tmp_path):
-    table = draw(plots.fig_learning_curves, later, tmp_path).table
-    tr = one(table, model="transformer")
-    assert tr["alpha_lo"] <= tr["alpha"] <= tr["alpha_hi"] and 0.3 < tr["alpha"] < 0.5 and not tr["baseline"]
-    assert one(table, model="cnn_baseline")["baseline"]
+    result = draw(plots.fig_learning_curves, later, tmp_path)
+    tr = one(result.table, model="transformer")
+    alpha, lo, hi = (float(x) for x in tr["alpha [95% CI]"].replace("[", "").replace("]", "").replace(",", "").split())
+    assert lo <= alpha <= hi and 0.3 < alpha < 0.5 and not tr["baseline"]
+    assert one(result.table, model="cnn_baseline")["baseline"]
+    heading, crossings = result.extra[0]
+    assert "overtakes" in heading and set(crossings["baseline"]) == {"cnn_baseline"}
 
 
 def test_self_supervision_figure_gives_the_labels_saved(later, tmp_path):
@@ -165,7 +168,7 @@ def test_self_supervision_figure_gives_the_labels_saved(later, tmp_path):
     table = result.table.set_index("n_train")  # the fixture's pretrained error at n is scratch's at 3n (n = 100, 1000)
     assert table.loc[100, "labels_saved"] == pytest.approx(3.0) and table.loc[1000, "labels_saved"] == pytest.approx(3.0)
     assert table.loc[10000, "labels_saved_text"].startswith("> 1")  # scratch never gets there: a bound
-    assert "600 steps of pretraining" in result.caption
+    assert "600 steps" in result.caption and "of pretraining" in result.caption
 
 
 def test_distillation_figure(later, tmp_path):

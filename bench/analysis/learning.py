@@ -167,6 +167,20 @@ def summary(df: pd.DataFrame | None, target_error: float = 0.1, target_bpb: floa
     return pd.DataFrame(rows)
 
 
+def crossover_table(fits: pd.DataFrame) -> pd.DataFrame:
+    """``summary``'s crossover columns in long form: one row per (task, baseline) with the measured crossover
+    size, the fitted one with its CI and how many seed resamples identify it (NaN: none, not identified)."""
+    out = []
+    for _, row in fits[fits["model"] == REFERENCE].iterrows() if "model" in fits else ():
+        for col in (c for c in fits.columns if c.startswith("crossover_vs_")):
+            base = col.removeprefix("crossover_vs_")
+            out.append({"task": row["task"], "model": REFERENCE, "baseline": base, "measured": row[col],
+                        **{k: row.get(f"{prefix}_vs_{base}") for k, prefix in (
+                            ("fitted", "fitted_crossover"), ("fitted_lo", "fitted_crossover_lo"),
+                            ("fitted_hi", "fitted_crossover_hi"), ("resamples", "crossover_resamples"))}})
+    return pd.DataFrame(out)
+
+
 # ------------------------------------------------------------------------------------------------ labels saved
 
 def matching_size(sizes: np.ndarray, errors: np.ndarray, target: float) -> float:
@@ -218,10 +232,19 @@ def labels_saved(df: pd.DataFrame | None, seed: int = 0) -> pd.DataFrame:
         rng = np.random.default_rng(seed)
         boots = pd.DataFrame([_factors(resample_seeds(g, rng), metric) for _ in range(N_RESAMPLES)])
         means = g.pivot_table(index="n_train", columns="model", values=metric, aggfunc="mean")
+        cost = pretrain_cost(g)
         for n, value in point.items():
             lo, hi = np.quantile(boots[n].to_numpy(), [0.025, 0.975], method="inverted_cdf")
             out.append({"task": task, "n_train": int(n), "pretrained_error": means.loc[n, PRETRAINED],
                         "scratch_error": means.loc[n, REFERENCE], "labels_saved": value, "labels_saved_lo": lo,
                         "labels_saved_hi": hi, "labels_saved_text": f"{_bound(value, n, sizes)} "
-                        f"[{_bound(lo, n, sizes)}, {_bound(hi, n, sizes)}]"})
+                        f"[{_bound(lo, n, sizes)}, {_bound(hi, n, sizes)}]", **cost})
     return pd.DataFrame(out)
+
+
+def pretrain_cost(rows: pd.DataFrame) -> dict[str, float]:
+    """What the labels were traded for: the pretrained rows' pretraining steps, seconds and held-out bits per
+    byte (median over seeds;
+    each seed's body is trained once and its cost recorded on every row that fine-tunes it)."""
+    pre = rows[rows["model"] == PRETRAINED]
+    return {col: float(pre[col].median()) for col in ("pretrain_steps", "pretrain_s", "pretrain_bpb") if col in pre}

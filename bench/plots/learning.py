@@ -16,6 +16,7 @@ from bench.plots.common import (FigureResult, NotMeasured, color_of, legend_righ
 
 BASELINE_STYLES = (("black", "s", "--"), ("0.45", "^", ":"), ("black", "D", "-."))  # colour, marker, fit line
 PRETRAINED_STYLE = ("crimson", "*", "-")  # the fine-tuned Transformer: never a hashed colour near scratch's
+SELF_SUPERVISION_MODELS = frozenset({learning.REFERENCE, learning.PRETRAINED})  # and the baselines
 
 
 def model_style(model: str, bases: list[str]) -> tuple[str, str, str]:
@@ -94,8 +95,43 @@ def fig_learning_curves(df: pd.DataFrame, manifests: pd.DataFrame,
                "pretrained on unlabelled train-split text. The table gives α and c with 95% bootstrap CIs, the "
                "data needed for the target (never read past 4× the largest size), and where the Transformer "
                "overtakes each baseline, measured and fitted with its CI over seed resamples or not identified.")
-    table = learning.summary(rows)
-    return FigureResult(name, title, save(fig, out_dir, name), table, caption, src.manifests)
+    fits = learning.summary(rows)
+    crossings = ("Where the Transformer overtakes each baseline", readable_crossovers(learning.crossover_table(fits)))
+    return FigureResult(name, title, save(fig, out_dir, name), readable_fits(fits), caption, src.manifests,
+                        extra=(crossings,))
+
+
+def _with_ci(value: float, lo: float, hi: float) -> str:
+    """A number and its 95% CI as one short cell; blank when there is no number."""
+    if value != value:
+        return ""
+    return f"{value:.3g} [{lo:.3g}, {hi:.3g}]" if lo == lo and hi == hi else f"{value:.3g}"
+
+
+def readable_fits(fits: pd.DataFrame) -> pd.DataFrame:
+    """``learning.summary`` as the report shows it: α and c with their CIs in one cell each, no crossovers."""
+    if fits.empty:
+        return fits
+    fits = fits.reindex(columns=[*fits.columns, *(c for c in ("alpha", "alpha_lo", "alpha_hi", "floor_c", "c_lo",
+                                                                 "c_hi", "data_for_target") if c not in fits)])
+    shown = fits[["task", "model", "baseline", "metric", "n_sizes", "seeds", "n_params", "metric_at_min",
+                  "metric_at_max", "fit"]].copy()
+    shown["alpha [95% CI]"] = [_with_ci(*r) for r in fits[["alpha", "alpha_lo", "alpha_hi"]].to_numpy(float)]
+    shown["floor c [95% CI]"] = [_with_ci(*r) for r in fits[["floor_c", "c_lo", "c_hi"]].to_numpy(float)]
+    shown["target"] = fits["target"]
+    shown["n for target"] = fits["data_for_target"]
+    return shown
+
+
+def readable_crossovers(table: pd.DataFrame) -> pd.DataFrame:
+    """``learning.crossover_table`` with the fitted crossover and its CI in one cell, "not identified" where
+    fewer than half the seed resamples find one."""
+    if table.empty:
+        return table
+    fitted = [_with_ci(*r) or "not identified" for r in table[["fitted", "fitted_lo", "fitted_hi"]].to_numpy(float)]
+    return pd.DataFrame({"task": table["task"], "baseline": table["baseline"],
+                         "measured crossover n": table["measured"], "fitted crossover n [95% CI]": fitted,
+                         "resamples that find one": table["resamples"]})
 
 
 def fig_self_supervision(df: pd.DataFrame, manifests: pd.DataFrame,
@@ -107,22 +143,34 @@ def fig_self_supervision(df: pd.DataFrame, manifests: pd.DataFrame,
     table = learning.labels_saved(None if src is None else src.rows)
     if src is None or table.empty:
         return not_measured(name, title, "data_scaling", "no data_scaling rows of both pretrained and transformer")
-    fig, axes = new_figure(1, 1, (9.0, 4.2))
-    ax = axes[0, 0]
-    for task, t in table.groupby("task", sort=True):
-        saved_panel(ax, t, color_of(task), task)
-    ax.axhline(1.0, color="black", lw=0.8, ls="--", label="no labels saved (factor 1)")
-    style_axes(ax, title, "labelled training examples n (pretrained)", "labels saved (scratch n' / n)")
-    plain_log_ticks(ax, "y", "×")
-    legend_right(ax, fontsize=7)
-    cost = src.rows[src.rows["model"] == learning.PRETRAINED]
-    spent = f"{int(cost['pretrain_steps'].median())} steps" if "pretrain_steps" in cost and len(cost) else "?"
-    caption = (f"The number of labelled examples n' the Transformer trained from scratch needs to reach the error "
-               f"the same model fine-tuned from a next-byte-pretrained body ({spent} of pretraining on unlabelled "
-               "train-split text) reaches with n, divided by n, interpolated in log n between measured sizes "
-               "(bars: 95% CI over seed resamples). A triangle is a bound: scratch never reaches that error within "
-               "the measured sizes (▲, the factor is above it) or already does at the smallest size (▼).")
+    tasks = sorted(table["task"].unique())
+    fig, axes = new_figure(len(tasks), 2, (16.0, 4.4 * len(tasks)))
+    for (left, ax), task in zip(axes, tasks):
+        compared = src.rows[(src.rows["status"] == "ok") & src.rows["model"].isin(SELF_SUPERVISION_MODELS
+                                                                                   | learning.baselines(src.rows))]
+        learning_panel(left, compared, task)
+        left.set_title(f"{task}: error vs labelled n")
+        saved_panel(ax, table[table["task"] == task], color_of(task), task)
+        ax.axhline(1.0, color="black", lw=0.8, ls="--", label="no labels saved (factor 1)")
+        style_axes(ax, f"{task}: labels saved by pretraining", "labelled training examples n (pretrained)",
+                   "labels saved (scratch n' / n)")
+        plain_log_ticks(ax, "y", "×")
+        legend_right(ax, fontsize=7)
+    caption = ("Left: test error against labelled n for the Transformer trained from scratch, the same model "
+               f"fine-tuned from a next-byte-pretrained body ({pretrain_budget(table)} of pretraining per seed on "
+               "unlabelled train-split text) and the attention-free baselines, seeds as "
+               "points and the trivial rules in grey. Right: the labelled n' scratch needs to reach the "
+               "pretrained error at n, divided by n (interpolated in log n, bars a 95% CI over seed resamples; a "
+               "triangle is a bound, ▲ scratch never gets there within the measured sizes, ▼ it does at the "
+               "smallest).")
     return FigureResult(name, title, save(fig, out_dir, name), table, caption, src.manifests)
+
+
+def pretrain_budget(table: pd.DataFrame) -> str:
+    """The pretraining cost as the caption gives it: steps, and seconds where the rows recorded them."""
+    parts = [f"{table[c].median():.0f} {unit}" for c, unit in (("pretrain_steps", "steps"), ("pretrain_s", "s"))
+             if c in table and table[c].notna().any()]
+    return ", ".join(parts) or "an unrecorded budget"
 
 
 def saved_panel(ax, t: pd.DataFrame, color: str, task: str) -> None:
