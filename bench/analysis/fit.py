@@ -179,20 +179,16 @@ class PowerLaw:
 
 
 def _fit_power_law_once(D: np.ndarray, err: np.ndarray, n_grid: int = 200) -> tuple[float, float, float]:
-    """Least squares over a grid of the floor c in [0, min(err)); for each c, a and alpha are a log-log line."""
-    best = (np.inf, 0.0, 0.0, 0.0)
-    top = float(np.min(err))
-    logD = np.log(D)
-    for c in np.linspace(0.0, top, n_grid, endpoint=False):
-        resid = err - c
-        if np.any(resid <= 0):
-            continue
-        slope, intercept = np.polyfit(logD, np.log(resid), 1)
-        pred = np.exp(intercept) * D ** slope + c
-        sse = float(np.sum((pred - err) ** 2))
-        if sse < best[0]:
-            best = (sse, float(np.exp(intercept)), float(-slope), float(c))
-    return best[1], best[2], best[3]
+    """Least squares over a grid of the floor c in [0, min(err)); for each c, a and alpha are a log-log line
+    (ordinary least squares in closed form, every c at once; the first c of the smallest squared error wins)."""
+    cs = np.linspace(0.0, float(np.min(err)), n_grid, endpoint=False)  # (G,)
+    x = np.log(D) - np.log(D).mean()  # (N,) centred log sizes
+    y = np.log(err[None, :] - cs[:, None])  # (G, N), every residual positive since c < min(err)
+    slope = (y - y.mean(axis=1, keepdims=True)) @ x / (x @ x)  # (G,)
+    intercept = y.mean(axis=1) - slope * np.log(D).mean()  # (G,)
+    pred = np.exp(intercept)[:, None] * D[None, :] ** slope[:, None] + cs[:, None]  # (G, N)
+    best = int(np.argmin(((pred - err[None, :]) ** 2).sum(axis=1)))
+    return float(np.exp(intercept[best])), float(-slope[best]), float(cs[best])
 
 
 def power_law_point(D, err) -> tuple[float, float, float]:
