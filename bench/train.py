@@ -12,6 +12,10 @@ row in which the val loss did not fall below its best so far by ``min_delta`` of
 best-val-loss weights are the ones kept and tested; otherwise at the ``steps`` cap ("cap"). The loss, not the
 accuracy, decides the plateau: recall tasks sit at chance accuracy for hundreds of steps while the loss keeps
 falling, then jump. A run stopped by the cap is ``censored``: still improving by that rule when the budget ended.
+With ``select_accuracy`` (learning curves of classifiers), a val-accuracy gain of ``min_delta_acc`` is progress
+too, and the highest-val-accuracy weights are kept whatever stopped the run: a classifier trained on a few dozen
+examples grows overconfident, so its val loss rises from the first steps while its accuracy still climbs, and
+the lowest-loss weights would be the untrained ones.
 
 Metrics: token tasks score only positions whose target is not ``IGNORE`` (accuracy and loss are per scored
 position, pooled over the whole eval split); classify tasks score one label per sequence. The loss is the mean
@@ -72,6 +76,10 @@ class TrainConfig:
     patience: int = 0  # evaluations without val-loss progress before a plateau stop (0: no plateau stop)
     min_delta: float = 0.0  # relative val-loss drop that counts as progress for ``patience``
     min_delta_abs: float = 0.0  # and the least absolute drop (nats) that counts, whatever the relative one
+    # classifiers judged by accuracy: keep the best-val-accuracy weights whatever ends the run, and count an
+    # accuracy gain of min_delta_acc as progress too (an overfitting classifier's val loss rises while it learns)
+    select_accuracy: bool = False
+    min_delta_acc: float = 0.01
 
     def validate(self) -> None:
         """Raise a one-line ConfigError on the first bad field."""
@@ -80,7 +88,8 @@ class TrainConfig:
                 raise ConfigError(f"train: {label} must be >= 1, got {getattr(self, label)}")
         if not 0.0 <= self.final_lr_frac <= 1.0:
             raise ConfigError(f"train: final_lr_frac must be in [0, 1], got {self.final_lr_frac}")
-        for label in ("warmup", "seed", "weight_decay", "grad_clip", "patience", "min_delta", "min_delta_abs"):
+        for label in ("warmup", "seed", "weight_decay", "grad_clip", "patience", "min_delta", "min_delta_abs",
+                      "min_delta_acc"):
             if getattr(self, label) < 0:
                 raise ConfigError(f"train: {label} must be >= 0, got {getattr(self, label)}")
         if self.device not in ("cpu", "cuda"):
@@ -99,8 +108,9 @@ class TrainConfig:
 class TrainResult:
     """What one fit measured. ``accuracy`` / ``loss`` / ``bits_per_byte`` are on the test split after training;
     ``curve`` holds (step, val accuracy, val loss) at every evaluation; ``steps_to_target`` is None when the target
-    was not reached; ``stop_reason`` is "target", "plateau" or "cap"; ``best_step`` the eval step of the lowest val
-    loss (the weights kept when a plateau stopped the run)."""
+    was not reached; ``stop_reason`` is "target", "plateau" or "cap"; ``best_step`` the eval step of the weights
+    kept: the lowest val loss (kept when a plateau stopped the run), or with ``select_accuracy`` the highest val
+    accuracy (kept whatever stopped it)."""
 
     accuracy: float
     loss: float
@@ -259,15 +269,29 @@ class _Watch:
     best_step: int = 0
     best_state: dict | None = None
     stale: int = 0
+    best_acc: float = -math.inf  # select_accuracy: the kept weights' val accuracy
+    progress_acc: float = -math.inf  # select_accuracy: the val accuracy at the last accuracy progress
 
     def see(self, model: nn.Module, step: int, acc: float, loss: float) -> str | None:
         """Record one evaluation; return "target" or "plateau" when training should stop there."""
-        if self.best == math.inf or loss < self.best - max(self.best * self.cfg.min_delta, self.cfg.min_delta_abs):
-            self.best, self.best_step, self.stale = loss, step, 0
-            if self.cfg.patience:
+        loss_progress = self.best == math.inf or loss < self.best - max(self.best * self.cfg.min_delta,
+                                                                        self.cfg.min_delta_abs)
+        if loss_progress:
+            self.best = loss
+        if self.cfg.select_accuracy:
+            progress = loss_progress or acc >= self.progress_acc + self.cfg.min_delta_acc
+            if acc >= self.progress_acc + self.cfg.min_delta_acc:
+                self.progress_acc = acc
+            if acc > self.best_acc:
+                self.best_acc, self.best_step = acc, step
                 self.best_state = copy.deepcopy(model.state_dict())
         else:
-            self.stale += 1
+            progress = loss_progress
+            if loss_progress:
+                self.best_step = step
+                if self.cfg.patience:
+                    self.best_state = copy.deepcopy(model.state_dict())
+        self.stale = 0 if progress else self.stale + 1
         if acc >= self.cfg.target_accuracy:
             return "target"
         if self.cfg.patience and self.stale >= self.cfg.patience:
@@ -278,7 +302,8 @@ class _Watch:
 def fit(model: nn.Module, train_data: TaskData, val: TaskData, cfg: TrainConfig) -> tuple[tuple[CurvePoint, ...],
                                                                                          str, _Watch]:
     """Train ``model`` in place until the target, a plateau or the cap (see the module docstring); on a plateau
-    the best-val weights are loaded back. Returns (val curve, stop reason, the watch with the best step)."""
+    the best-val weights are loaded back (with ``select_accuracy``, whatever stopped the run). Returns (val curve,
+    stop reason, the watch with the best step)."""
     opt, schedule = make_optimizer(model, cfg)
     order = batch_order(len(train_data), cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
     curve: list[CurvePoint] = []
@@ -297,7 +322,7 @@ def fit(model: nn.Module, train_data: TaskData, val: TaskData, cfg: TrainConfig)
         idx = next(order)
         train_step(model, opt, train_data.x[idx], train_data.y[idx], train_data.valid[idx], cfg.grad_clip)
         schedule.step()
-    if reason == "plateau" and watch.best_state is not None:
+    if watch.best_state is not None and (reason == "plateau" or cfg.select_accuracy):
         model.load_state_dict(watch.best_state)
     return tuple(curve), reason, watch
 

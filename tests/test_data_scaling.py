@@ -51,10 +51,13 @@ def test_a_run_stops_on_a_plateau_or_is_censored_at_its_cap():
     short = next(c for c in ds.cases(base) if c["n_train"] == 64)
     row = ds.execute(short)
     assert row["steps_cap"] == 20 and row["stop_reason"] == "cap" and row["censored"]
-    plateau = dataclasses.replace(base, max_steps=2000, min_delta=0.5)  # only a halving of the loss counts
+    # only a halving of the loss or a perfect score counts as progress
+    plateau = dataclasses.replace(base, max_steps=2000, min_delta=0.5, min_delta_acc=1.0)
     row = ds.execute(next(c for c in ds.cases(plateau) if c["n_train"] == 64))
     assert row["stop_reason"] == "plateau" and not row["censored"] and row["steps_run"] < row["steps_cap"]
-    assert row["best_step"] == 0 and row["steps_run"] == 2 * 5
+    assert row["steps_run"] == 2 * 5
+    accuracies = [acc for _, acc, _ in row["curve"]]
+    assert row["best_step"] == row["curve"][accuracies.index(max(accuracies))][0]  # the best-accuracy weights
 
 
 def _synthetic(laws: dict[str, tuple[float, float, float]], sizes, seeds=(0, 1, 2)) -> pd.DataFrame:
@@ -138,6 +141,7 @@ def test_labels_saved_recovers_a_known_factor_and_censors_past_the_sizes():
     (dict(tasks=("mqar",)), "no learning-curve metric"),
     (dict(d_model=30, n_heads=4), "divisible"),
     (dict(min_steps=900, max_steps=800), "exceeds --max-steps"),
+    (dict(min_steps=200, patience=8, eval_every=25), "must exceed --patience"),
     (dict(epochs=0.0), "epochs"),
 ])
 def test_bad_knobs_are_one_line_config_errors(change, message):

@@ -206,3 +206,23 @@ def test_target_beats_patience_and_plateau_keeps_the_best_weights():
     with deterministic(1):
         loss = evaluate(model, load_splits("needle", BLOCKED, tc)[1], 256)[1]
     assert loss == pytest.approx(kept, rel=1e-6)  # the best weights came back, not the last
+
+
+def test_select_accuracy_counts_accuracy_gains_as_progress():
+    climb = lambda step: min(0.3 + 0.05 * (step // 20), 0.8)  # +5 right answers per eval until step 200
+    by_loss = _scripted(climb, steps=1000, eval_every=20, patience=3, min_delta=0.9)
+    assert by_loss.stop_reason == "plateau" and by_loss.steps == 60  # the loss never halves: a plateau at once
+    by_acc = _scripted(climb, steps=1000, eval_every=20, patience=3, min_delta=0.9, select_accuracy=True,
+                       min_delta_acc=0.03)
+    assert by_acc.stop_reason == "plateau" and by_acc.best_step == 200 and by_acc.steps == 200 + 3 * 20
+
+
+def test_select_accuracy_keeps_the_best_accuracy_weights_even_at_the_cap():
+    cfg = model_config_for(BLOCKED, "sparse_window", attention_params={"window": 2}, token_shift=False, **TINY)
+    tc = _tc(steps=300, eval_every=20, patience=0, target_accuracy=0.99, select_accuracy=True)
+    result, model = fit_model(cfg, "needle", BLOCKED, tc)
+    best = max(acc for _, acc, _ in result.curve)
+    assert result.stop_reason == "cap" and {s: a for s, a, _ in result.curve}[result.best_step] == best
+    with deterministic(1):
+        accuracy = evaluate(model, load_splits("needle", BLOCKED, tc)[1], 256)[0]
+    assert accuracy == pytest.approx(best, abs=1e-9)  # the best-accuracy weights came back, not the last

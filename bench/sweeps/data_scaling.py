@@ -5,7 +5,8 @@ the Transformer with full or light attention, the attention-free CNN and GRU bas
 real-text task ``text_kind``) the same full-attention Transformer fine-tuned from a body pretrained on unlabelled
 train-split text (``bench.pretrain``). Every model trains on nested prefixes of one seeded pool, to convergence:
 its step cap scales with the data (``epochs`` passes over n, clamped to [min_steps, max_steps]), it stops early
-on a val-loss plateau (``patience``), and a run that hits the cap still improving is ``censored``. Rows carry
+on a plateau (``patience``: no val-loss drop and, for the classifiers, no val-accuracy gain; the best-val-accuracy
+weights are the ones tested), and a run that hits the cap still improving is ``censored``. Rows carry
 ``test_error``, not ``error`` (the store's failure message), and the trivial rules' errors on the same test set.
 Protocol and references: docs/sweeps.md#data_scaling.
 """
@@ -33,7 +34,7 @@ from variants.model import ModelConfig, Transformer, count_parameters
 
 NAME = "data_scaling"
 TRAIN_FIELDS = ("batch_size", "lr", "weight_decay", "warmup", "eval_every", "n_eval", "threads", "patience",
-                "min_delta", "min_delta_abs")
+                "min_delta", "min_delta_abs", "min_delta_acc")
 STEP_FIELDS = ("epochs", "min_steps", "max_steps")
 PRETRAIN_FIELDS = ("pretrain_steps", "pretrain_windows")
 PRETRAIN_TASKS = frozenset({"text_kind"})  # tasks with unlabelled text to pretrain on
@@ -76,11 +77,12 @@ class Config(TaskPoolConfig):
     sizes: tuple[int, ...] = (64, 256, 1024)  # labelled training examples (windows for text_bytes), nested
     # training to convergence: cap = clamp(epochs · n / batch_size, min_steps, max_steps), plateau stop on val loss
     epochs: float = 30.0  # passes over the n examples the step cap allows
-    min_steps: int = 150  # the cap's floor (small n: enough steps to fit at all)
+    min_steps: int = 250  # the cap's floor: above patience × eval_every, so a plateau, not the cap, ends small runs
     max_steps: int = 600  # the cap's ceiling; a run that reaches it still improving is censored
-    patience: int = 8  # evaluations without val-loss progress that stop a run (its best-val weights kept)
+    patience: int = 8  # evaluations without progress (val loss, or a classifier's val accuracy) that stop a run
     min_delta: float = 0.005  # relative val-loss drop that counts as progress
     min_delta_abs: float = 0.002  # and the least absolute drop (nats)
+    min_delta_acc: float = 0.01  # a classifier's val-accuracy gain that counts as progress too
     eval_every: int = 25  # steps between validation evaluations
     n_eval: int = 300  # validation and test examples each
     # self-supervision (model "pretrained", text_kind only): next-byte prediction on the train split's text
@@ -124,6 +126,9 @@ class Config(TaskPoolConfig):
                                 "d_model", "n_layers", "n_heads", "kernel", "window"))
         if self.min_steps > self.max_steps:
             raise ConfigError(f"--min-steps={self.min_steps} exceeds --max-steps={self.max_steps}")
+        if self.min_steps <= self.patience * self.eval_every:
+            raise ConfigError(f"--min-steps={self.min_steps} must exceed --patience × --eval-every = "
+                              f"{self.patience * self.eval_every}, or the cap ends small runs before a plateau can")
         if self.d_model % self.n_heads or self.d_model % 2:
             raise ConfigError(f"--d-model={self.d_model} must be even and divisible by --n-heads={self.n_heads}")
         if not (0 < self.target_error < 1 and 0 < self.target_text_error < 1 and self.target_bpb > 0):
@@ -137,10 +142,10 @@ PROFILES = {
     # 500 steps, so a Transformer's flat phase before it learns locality does not end the run
     "standard": Config(models=("transformer", "pretrained", "sparse_window", "linear_elu", "cnn_baseline",
                                "gru_baseline"), sizes=tuple(2 ** k for k in range(5, 13)), seeds=(0, 1, 2),
-                       min_steps=200, max_steps=2000, eval_every=50, patience=10, pretrain_steps=2000,
+                       min_steps=600, max_steps=2000, eval_every=50, patience=10, pretrain_steps=2000,
                        pretrain_windows=32768, time_cap_s=1200.0),
     "full": Config(models=tuple(MODELS), sizes=tuple(2 ** k for k in range(6, 15)), seeds=(0, 1, 2, 3, 4),
-                   epochs=50.0, max_steps=6000, patience=6, eval_every=50, n_eval=1024, d_model=64,
+                   epochs=50.0, min_steps=400, max_steps=6000, patience=6, eval_every=50, n_eval=1024, d_model=64,
                    pretrain_steps=6000, pretrain_windows=65536, time_cap_s=3600.0),
 }
 
@@ -162,11 +167,13 @@ def task_config(cfg: Config | Case, task: str) -> Any:
     return tasks.get(task).Config(**{f: _field(cfg, mine) for f, mine in TASK_FIELDS[task].items()})
 
 
-def train_config(cfg: Config | Case, seed: int, n_train: int) -> TrainConfig:
+def train_config(cfg: Config | Case, seed: int, n_train: int, task: str = "local_motif") -> TrainConfig:
     """The TrainConfig of one case: the data-scaled step cap, the plateau stop, no stop short of a perfect val
-    score, a constant learning rate after warm-up (so the cap does not reshape the schedule)."""
+    score, a constant learning rate after warm-up (so the cap does not reshape the schedule); a classifier keeps
+    its best-val-accuracy weights (text_bytes, scored in bits per byte, its best val loss)."""
     return TrainConfig(seed=seed, n_train=n_train, steps=step_cap(cfg, n_train), target_accuracy=1.0,
-                       final_lr_frac=1.0, **{name: _field(cfg, name) for name in TRAIN_FIELDS})
+                       final_lr_frac=1.0, select_accuracy=task not in BITS_PER_BYTE_TASKS,
+                       **{name: _field(cfg, name) for name in TRAIN_FIELDS})
 
 
 def fixed_splits(task: str, task_cfg: Any, data_seed: int, n_train: int,
@@ -262,7 +269,7 @@ def execute(case: Case) -> dict[str, Any]:
     task = case["task"]
     task_cfg = task_config(case, task)
     model_cfg = sweep_model_config(case, task_cfg)
-    tc = train_config(case, case["seed"], case["n_train"])
+    tc = train_config(case, case["seed"], case["n_train"], task)
     splits = fixed_splits(task, task_cfg, case["data_seed"], case["n_train"], case["n_eval"])
     factory, cost = factory_of(case, task_cfg, model_cfg)
     out = fit_and_test(factory, splits, tc)
