@@ -120,6 +120,32 @@ def _pretraining_rows(shift: float, sizes=(64, 128, 256, 512, 1024), seeds=(0, 1
                          for m, k in (("transformer", 1.0), ("pretrained", shift)) for n in sizes for s in seeds])
 
 
+def test_a_step_shaped_curve_is_no_power_law_and_its_target_n_is_read_off_the_data():
+    sizes = [2 ** k for k in range(5, 13)]
+    rng = np.random.default_rng(1)
+    step = {n: 0.7 if n <= 1024 else (0.12 if n == 2048 else 0.07) for n in sizes}  # learns the rule past 1024
+    rows = [{"task": "local_motif", "model": m, "n_train": n, "seed": s, "status": "ok", "n_params": 1000,
+             "n_eval": 300, "baseline": m == "cnn_baseline",
+             "test_error": (step[n] if m == "transformer" else 0.5 * (n / 32) ** -0.5) * (1 + rng.normal(0, 0.03))}
+            for m in ("transformer", "cnn_baseline") for n in sizes for s in (0, 1, 2)]
+    table = learning.summary(pd.DataFrame(rows)).set_index("model")
+    ref = table.loc["transformer"]
+    assert ref["fit"].startswith("n/a: misses the seeds at n = 32") and np.isnan(ref["data_for_target"])
+    # the measured n for an error of 0.1: between 2048 (0.12) and 4096 (0.07), interpolated in log n
+    assert 2048 < ref["data_for_target_measured"] < 4096
+    assert ref["crossover_resamples_vs_cnn_baseline"] == "none: a law misses the data"
+    assert np.isnan(ref["fitted_crossover_vs_cnn_baseline"])
+    assert table.loc["cnn_baseline", "fit"] == "ok"
+
+
+def test_the_measured_target_n_is_a_bound_outside_the_sizes():
+    rows = pd.DataFrame({"n_train": [64, 64, 256, 256, 1024, 1024], "test_error": [0.3, 0.32, 0.2, 0.2, 0.15, 0.16]})
+    assert learning.measured_data_for(rows, "test_error", 0.1) == (np.inf, "> 1024")
+    assert learning.measured_data_for(rows, "test_error", 0.5) == (0.0, "≤ 64")
+    n, text = learning.measured_data_for(rows, "test_error", 0.25)
+    assert 64 < n < 256 and text == f"{n:.3g}"
+
+
 def test_labels_saved_recovers_a_known_factor_and_censors_past_the_sizes():
     table = learning.labels_saved(_pretraining_rows(4.0)).set_index("n_train")
     assert table.loc[64, "labels_saved"] == pytest.approx(4.0, rel=0.1)

@@ -171,6 +171,21 @@ def test_self_supervision_figure_gives_the_labels_saved(later, tmp_path):
     assert "600 steps" in result.caption and "of pretraining" in result.caption
 
 
+def test_a_labels_saved_ci_end_that_is_a_bound_stops_at_the_measured_range():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from bench.plots.learning import saved_panel
+    table = pd.DataFrame({"n_train": [32, 64, 128], "labels_saved": [1.5, 2.0, 2.5],
+                          "labels_saved_lo": [0.0, 1.2, 1.4], "labels_saved_hi": [5.5, math.inf, 4.0]})
+    fig, ax = plt.subplots()
+    saved_panel(ax, table, "C0", "text_kind")
+    low, high = ax.get_ylim()
+    plt.close(fig)
+    assert low > 0.5  # lo = 0 (scratch already there at n = 32) is drawn at 32 / 32 = 1, not near zero
+    assert high < 10  # hi = inf at n = 64 is drawn at 128 / 64 = 2
+
+
 def test_distillation_figure(later, tmp_path):
     table = draw(plots.fig_distillation, later, tmp_path).table
     assert len(table) == 4 and set(table["n_train"]) == {256, 2048}  # per student and size, never pooled

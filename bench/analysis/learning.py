@@ -55,6 +55,45 @@ def fitted_law(group: pd.DataFrame, metric: str) -> PowerLaw | None:
         return None
 
 
+MISFIT_SPREADS = 2.0  # a fit misses the data where it sits this many seed ranges from a size's median
+MISSES = "misses the seeds"  # how law_status words a misfit
+
+
+def misfit(group: pd.DataFrame, metric: str, law: PowerLaw) -> str:
+    """Where the fitted law misses the measured curve ("" when it does not): the first size at which it lies
+    more than MISFIT_SPREADS × the seeds' range (at least two test examples, 0.01 bits, and 2% of the median)
+    from their median. A curve that is flat and then drops, as a model learns a rule only past some n, has no
+    power-law shape."""
+    floor = 2 * _resolution(group, metric) if metric == "test_error" else 0.01
+    for n, values in group.groupby("n_train", sort=True)[metric]:
+        spread = max(float(values.max() - values.min()), floor, 0.02 * abs(float(values.median())))
+        fitted = float(law.predict([n])[0])
+        if abs(fitted - float(values.median())) > MISFIT_SPREADS * spread:
+            return f"{MISSES} at n = {int(n)} (fit {fitted:.3g}, median {float(values.median()):.3g})"
+    return ""
+
+
+def law_status(group: pd.DataFrame, metric: str, law: PowerLaw | None) -> str:
+    """"ok" when the fitted law may be shown and read (α has a CI narrower than itself and the curve follows the
+    data), else "n/a: why"; "flat" or "too few sizes" with no law."""
+    if law is None or law.a <= 0:
+        return "flat" if _flat(group, metric) or law is not None else "too few sizes"
+    if not law.alpha.usable:
+        return f"n/a: {law.alpha.problem}"
+    missed = misfit(group, metric, law)
+    return f"n/a: {missed}" if missed else "ok"
+
+
+def measured_data_for(group: pd.DataFrame, metric: str, target: float) -> tuple[float, str]:
+    """The n at which the median curve over seeds reaches ``target`` (``matching_size``: interpolated in log n,
+    never extrapolated) and as text: "≤ smallest n" when it starts there, "> largest n" when it never gets there."""
+    med = group.groupby("n_train", sort=True)[metric].median()
+    sizes = med.index.to_numpy(dtype=float)
+    n = matching_size(sizes, med.to_numpy(dtype=float), target)
+    text = f"> {int(sizes.max())}" if math.isinf(n) else f"≤ {int(sizes.min())}" if n == 0 else f"{n:.3g}"
+    return n, text
+
+
 def curve_stats(group: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Mean and std of ``metric`` over seeds per training-set size."""
     return group.groupby("n_train", sort=True)[metric].agg(["mean", "std"]).reset_index()
@@ -109,9 +148,11 @@ def crossover_ci(rows: pd.DataFrame, metric: str, base: str, seed: int = 0) -> d
             f"fitted_crossover_hi_vs_{base}": hi, f"crossover_resamples_vs_{base}": f"{len(found)}/{N_RESAMPLES}"}
 
 
-def _crossovers(rows: pd.DataFrame, metric: str, bases: list[str]) -> dict[str, Any]:
+def _crossovers(rows: pd.DataFrame, metric: str, bases: list[str],
+                laws: dict[str, str] | None = None) -> dict[str, Any]:
     """For the reference model: the measured crossover size with each baseline (interpolated in log-log within
-    the sizes; NaN: none) and the fitted one with its CI (``crossover_ci``)."""
+    the sizes; NaN: none) and the fitted one with its CI (``crossover_ci``); none fitted where either model's
+    ``law_status`` (``laws``: model -> status) says its law misses the data."""
     out: dict[str, Any] = {}
     if REFERENCE not in set(rows["model"]):
         return out
@@ -120,7 +161,12 @@ def _crossovers(rows: pd.DataFrame, metric: str, bases: list[str]) -> dict[str, 
         pair = means[[REFERENCE, base]].dropna().clip(lower=1e-4)  # errors of 0 would break the log ratio
         at = crossover(pair.index, pair[REFERENCE], pair[base]) if len(pair) >= 2 else None
         out[f"crossover_vs_{base}"] = math.nan if at is None else at
-        out.update(crossover_ci(rows, metric, base))
+        if laws is not None and any(MISSES in laws[m] for m in (REFERENCE, base)):  # curves that miss the data
+            out.update({f"{k}_vs_{base}": math.nan for k in ("fitted_crossover", "fitted_crossover_lo",
+                                                              "fitted_crossover_hi")})
+            out[f"crossover_resamples_vs_{base}"] = "none: a law misses the data"
+        else:
+            out.update(crossover_ci(rows, metric, base))
     return out
 
 
@@ -131,13 +177,14 @@ def _fit_row(task: str, model: str, group: pd.DataFrame, law: PowerLaw | None, t
            "metric": FIT_METRIC[task], "n_sizes": int(group["n_train"].nunique()),
            "seeds": int(group["seed"].nunique()), "n_params": int(group["n_params"].median()),
            "metric_at_min": means.iloc[0], "metric_at_max": means.iloc[-1], "target": target}
+    measured, measured_text = measured_data_for(group, FIT_METRIC[task], target)
+    row.update(data_for_target_measured=measured, data_for_target_measured_text=measured_text)
+    fit = law_status(group, FIT_METRIC[task], law)
     if law is None or law.a <= 0:  # no decrease to fit: α is undefined (NaN), not 0
-        flat = _flat(group, FIT_METRIC[task]) or law is not None
-        return {**row, "fit": "flat" if flat else "too few sizes"}
-    need = law.data_for(target) if law.alpha.usable else None  # no prediction from a fit that is not one
+        return {**row, "fit": fit}
+    need = law.data_for(target) if fit == "ok" else None  # no prediction from a fit that is not one
     if need is not None and need > EXTRAPOLATE_FACTOR * group["n_train"].max():
         need = None  # further out than the fit may be read
-    fit = "ok" if law.alpha.usable else f"n/a: {law.alpha.problem}"
     return {**row, "fit": fit, "alpha": law.alpha.value, "alpha_lo": law.alpha.lo, "alpha_hi": law.alpha.hi,
             "floor_c": law.c.value, "c_lo": law.c.lo, "c_hi": law.c.hi, "a": law.a,
             "data_for_target": math.nan if need is None else need}
@@ -148,7 +195,7 @@ def _task_rows(task: str, rows: pd.DataFrame, target: float) -> list[dict[str, A
     metric, bases = FIT_METRIC[task], baselines(rows)
     laws = {m: fitted_law(g, metric) for m, g in rows.groupby("model", sort=True)}
     out = [_fit_row(task, m, g, laws[m], target, m in bases) for m, g in rows.groupby("model", sort=True)]
-    cross = _crossovers(rows, metric, sorted(m for m in laws if m in bases))
+    cross = _crossovers(rows, metric, sorted(m for m in laws if m in bases), {r["model"]: r["fit"] for r in out})
     return [{**r, **cross} if r["model"] == REFERENCE else r for r in out]
 
 

@@ -51,7 +51,7 @@ def trivial_lines(ax, rows: pd.DataFrame) -> None:
 
 def learning_panel(ax, rows: pd.DataFrame, task: str) -> None:
     """Per model: every seed's point (hollow: censored), the median over seeds as a line, and the fitted power
-    law (dotted, over the measured sizes only, and only where α is a fit); baselines in black and grey with
+    law (dotted, over the measured sizes only, and only where it is a fit that follows the seeds); baselines in black and grey with
     their own markers; the trivial rules as thin grey lines."""
     metric, bases = learning.FIT_METRIC[task], learning.baselines(rows)
     task_rows = rows[rows["task"] == task]
@@ -59,12 +59,13 @@ def learning_panel(ax, rows: pd.DataFrame, task: str) -> None:
         g = g.dropna(subset=[metric])
         color, marker, ls = model_style(model, bases)
         law = learning.fitted_law(g, metric)
-        fit = "" if law is None else f", α={law.alpha}" if law.alpha.usable else ", α n/a"
+        status = learning.law_status(g, metric, law)
+        fit = "" if law is None else f", α={law.alpha}" if status == "ok" else ", α n/a"
         med = g.groupby("n_train")[metric].median()
         ax.plot(med.index, med.values, color=color, ls=ls, marker=marker, ms=5, lw=1.5,
                 label=f"{model}{' (baseline)' if model in bases else ''}{fit}")
         seed_points(ax, g, metric, color, marker)
-        if law is not None and law.alpha.usable:
+        if status == "ok":
             grid = np.geomspace(med.index.min(), med.index.max(), 64)
             ax.plot(grid, law.predict(grid), color=color, ls=":", lw=1)
     trivial_lines(ax, task_rows)
@@ -90,10 +91,11 @@ def fig_learning_curves(df: pd.DataFrame, manifests: pd.DataFrame,
         learning_panel(ax, rows, task)
     caption = ("Held-out test error (bits per byte for text_bytes) against the number of labelled training "
                "examples, every seed a point (hollow: its step cap was hit while still improving) and the "
-               "median a line, with a·n^(−α) + c dotted over the measured sizes where it is a fit and the "
-               "trivial rules in thin grey; pretrained is the full-attention Transformer fine-tuned from a body "
-               "pretrained on unlabelled train-split text. The table gives α and c with 95% bootstrap CIs, the "
-               "data needed for the target (never read past 4× the largest size), and where the Transformer "
+               "median a line, with a·n^(−α) + c dotted over the measured sizes where it is a fit that stays "
+               "within two seed ranges of every median and the trivial rules in thin grey; pretrained is the "
+               "full-attention Transformer fine-tuned from a body pretrained on unlabelled train-split text. "
+               "The table gives α and c with 95% bootstrap CIs, the data needed for the target (measured on the "
+               "median curve, and fitted but never read past 4× the largest size), and where the Transformer "
                "overtakes each baseline, measured and fitted with its CI over seed resamples or not identified.")
     fits = learning.summary(rows)
     crossings = ("Where the Transformer overtakes each baseline", readable_crossovers(learning.crossover_table(fits)))
@@ -119,7 +121,8 @@ def readable_fits(fits: pd.DataFrame) -> pd.DataFrame:
     shown["alpha [95% CI]"] = [_with_ci(*r) for r in fits[["alpha", "alpha_lo", "alpha_hi"]].to_numpy(float)]
     shown["floor c [95% CI]"] = [_with_ci(*r) for r in fits[["floor_c", "c_lo", "c_hi"]].to_numpy(float)]
     shown["target"] = fits["target"]
-    shown["n for target"] = fits["data_for_target"]
+    shown["n for target, measured"] = fits.get("data_for_target_measured_text")
+    shown["n for target, fitted"] = fits["data_for_target"]
     return shown
 
 
@@ -162,7 +165,7 @@ def fig_self_supervision(df: pd.DataFrame, manifests: pd.DataFrame,
                "points and the trivial rules in grey. Right: the labelled n' scratch needs to reach the "
                "pretrained error at n, divided by n (interpolated in log n, bars a 95% CI over seed resamples; a "
                "triangle is a bound, ▲ scratch never gets there within the measured sizes, ▼ it does at the "
-               "smallest).")
+               "smallest, and × a CI end cut at that range).")
     return FigureResult(name, title, save(fig, out_dir, name), table, caption, src.manifests)
 
 
@@ -179,12 +182,19 @@ def saved_panel(ax, t: pd.DataFrame, color: str, task: str) -> None:
     sizes = (n.min(), n.max())
     value = t["labels_saved"].to_numpy(dtype=float)
     shown = np.where(np.isinf(value), sizes[1] / n, np.where(value == 0, sizes[0] / n, value))
-    lo = np.clip(np.nan_to_num(t["labels_saved_lo"].to_numpy(dtype=float), posinf=0), 1e-3, None)
-    hi = np.nan_to_num(t["labels_saved_hi"].to_numpy(dtype=float), posinf=np.nan)
+    lo, hi = t["labels_saved_lo"].to_numpy(dtype=float), t["labels_saved_hi"].to_numpy(dtype=float)
+    # a CI end that is itself a bound (scratch reaches the error at its smallest size, or never) stops there
+    lo_shown = np.where(lo == 0, sizes[0] / n, np.where(np.isinf(lo), sizes[1] / n, lo))
+    hi_shown = np.where(np.isinf(hi), sizes[1] / n, np.where(hi == 0, sizes[0] / n, hi))
     exact = np.isfinite(value) & (value > 0)
-    ax.errorbar(n[exact], shown[exact], yerr=[np.clip(shown[exact] - np.minimum(lo[exact], shown[exact]), 0, None),
-                                              np.clip(np.nan_to_num(hi[exact] - shown[exact]), 0, None)],
+    ax.errorbar(n[exact], shown[exact], yerr=[np.clip(shown[exact] - lo_shown[exact], 0, None),
+                                              np.clip(hi_shown[exact] - shown[exact], 0, None)],
                 ls="-", marker="o", ms=5, capsize=3, color=color, label=f"{task}: factor, 95% CI")
+    open_end = exact & ((lo == 0) | np.isinf(hi))
+    if open_end.any():
+        ends = np.where(lo == 0, lo_shown, hi_shown)[open_end]
+        ax.plot(n[open_end], ends, ls="none", marker="x", ms=6, color=color,
+                label=f"{task}: CI end at the measured range (open beyond)")
     for mask, marker, label in ((np.isinf(value), "^", "above"), (value == 0, "v", "below")):
         if mask.any():
             ax.plot(n[mask], shown[mask], ls="none", marker=marker, ms=7, color=color,
