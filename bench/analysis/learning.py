@@ -61,12 +61,15 @@ MISSES = "misses the seeds"  # how law_status words a misfit
 
 def misfit(group: pd.DataFrame, metric: str, law: PowerLaw) -> str:
     """Where the fitted law misses the measured curve ("" when it does not): the first size at which it lies
-    more than MISFIT_SPREADS × the seeds' range (at least two test examples, 0.01 bits, and 2% of the median)
-    from their median. A curve that is flat and then drops, as a model learns a rule only past some n, has no
-    power-law shape."""
+    more than MISFIT_SPREADS × the seeds' spread from their median: their range there or, if larger, the median
+    range over all sizes (three seeds can agree by chance), at least two test examples, 0.01 bits and 2% of the
+    median. A curve that is flat and then drops, as a model learns a rule only past some n, has no power-law
+    shape."""
     floor = 2 * _resolution(group, metric) if metric == "test_error" else 0.01
-    for n, values in group.groupby("n_train", sort=True)[metric]:
-        spread = max(float(values.max() - values.min()), floor, 0.02 * abs(float(values.median())))
+    by_size = group.groupby("n_train", sort=True)[metric]
+    pooled = float((by_size.max() - by_size.min()).median())
+    for n, values in by_size:
+        spread = max(float(values.max() - values.min()), pooled, floor, 0.02 * abs(float(values.median())))
         fitted = float(law.predict([n])[0])
         if abs(fitted - float(values.median())) > MISFIT_SPREADS * spread:
             return f"{MISSES} at n = {int(n)} (fit {fitted:.3g}, median {float(values.median()):.3g})"
