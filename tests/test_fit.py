@@ -40,6 +40,16 @@ def test_power_law_recovered():
     assert fit.data_for(0.01) is None
 
 
+def test_a_ci_over_seeds_is_zero_wide_when_the_seeds_agree():
+    D = np.repeat([64.0, 256.0, 1024.0, 4096.0, 16384.0], 3)  # three seeds per size, all equal
+    err = np.repeat([0.5, 0.3, 0.25, 0.12, 0.1], 3)  # no exact power law: which sizes a resample keeps matters
+    over_seeds = fit_power_law(D, err, n_boot=50, within_sizes=True)
+    assert over_seeds.alpha.lo == over_seeds.alpha.value == over_seeds.alpha.hi
+    pairs = fit_power_law(D, err, n_boot=50)
+    assert pairs.alpha.hi - pairs.alpha.lo > 0.01  # pairs resampling drops sizes and moves α
+    assert pairs.alpha.value == over_seeds.alpha.value
+
+
 @pytest.mark.parametrize("k", [1.0, 2.0])
 def test_offset_exponent_recovers_k_under_a_fixed_offset(k):
     """a + b·T^k with an offset that is 20% of the top value: the log-log slope is bent, the offset fit is not."""

@@ -197,8 +197,11 @@ def power_law_point(D, err) -> tuple[float, float, float]:
     return _fit_power_law_once(np.asarray(D, dtype=float), np.asarray(err, dtype=float))
 
 
-def fit_power_law(D, err, n_boot: int = 200, level: float = 0.95, seed: int = 0) -> PowerLaw:
-    """Fit error(D) = a·D^(−alpha) + c; points may repeat D (one per seed). Pairs bootstrap for the CIs.
+def fit_power_law(D, err, n_boot: int = 200, level: float = 0.95, seed: int = 0,
+                  within_sizes: bool = False) -> PowerLaw:
+    """Fit error(D) = a·D^(−alpha) + c; points may repeat D (one per seed). Pairs bootstrap for the CIs, or with
+    ``within_sizes`` each resample redraws the points of every distinct D from its own (a CI over seeds, with
+    every size kept).
 
     The floor c is searched on [0, min(err)); errors must be positive (floor exact zeros at the test set's
     resolution before fitting)."""
@@ -210,8 +213,9 @@ def fit_power_law(D, err, n_boot: int = 200, level: float = 0.95, seed: int = 0)
     a, alpha, c = _fit_power_law_once(D, err)
     rng = np.random.default_rng(seed)
     alphas, cs = [], []
+    members = [np.flatnonzero(D == d) for d in np.unique(D)] if within_sizes else [np.arange(len(D))]
     for _ in range(n_boot):
-        idx = rng.integers(0, len(D), len(D))
+        idx = np.concatenate([m[rng.integers(0, len(m), len(m))] for m in members])
         if len(np.unique(D[idx])) < 3:
             continue
         _, al, cc = _fit_power_law_once(D[idx], err[idx])

@@ -50,7 +50,7 @@ def fitted_law(group: pd.DataFrame, metric: str) -> PowerLaw | None:
         return None
     err = group[metric].astype(float).clip(lower=0.5 * _resolution(group, metric))
     try:
-        return fit_power_law(group["n_train"].astype(float), err)
+        return fit_power_law(group["n_train"].astype(float), err, within_sizes=True)
     except ValueError:
         return None
 
