@@ -139,10 +139,11 @@ PROFILES = {
     # the main job's share: 3 sizes over 1.2 decades, 2 seeds, the pretrained-vs-scratch gap on text_kind
     "quick": Config(seeds=(0, 1), max_steps=400),
     # 8 sizes over 2.1 decades, 3 seeds (docs/sweeps.md#data_scaling has its measured time); patience spans
-    # 500 steps, so a Transformer's flat phase before it learns locality does not end the run
+    # 500 steps, so a Transformer's flat phase before it learns locality does not end the run, and the cap's
+    # floor is twice that, so a small run's plateau shows before the cap does
     "standard": Config(models=("transformer", "pretrained", "sparse_window", "linear_elu", "cnn_baseline",
                                "gru_baseline"), sizes=tuple(2 ** k for k in range(5, 13)), seeds=(0, 1, 2),
-                       min_steps=600, max_steps=2000, eval_every=50, patience=10, pretrain_steps=2000,
+                       min_steps=1000, max_steps=2000, eval_every=50, patience=10, pretrain_steps=2000,
                        pretrain_windows=32768, time_cap_s=1200.0),
     "full": Config(models=tuple(MODELS), sizes=tuple(2 ** k for k in range(6, 15)), seeds=(0, 1, 2, 3, 4),
                    epochs=50.0, min_steps=400, max_steps=6000, patience=6, eval_every=50, n_eval=1024, d_model=64,
