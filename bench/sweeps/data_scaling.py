@@ -136,8 +136,9 @@ class Config(TaskPoolConfig):
 
 
 PROFILES = {
-    # the main job's share: 3 sizes over 1.2 decades, 2 seeds, the pretrained-vs-scratch gap on text_kind
-    "quick": Config(seeds=(0, 1), max_steps=400),
+    # the main job's share: 3 sizes over 1.2 decades, 2 seeds, the pretrained-vs-scratch gap on text_kind; the
+    # cap's floor is twice the patience span, as in standard
+    "quick": Config(seeds=(0, 1), min_steps=300, max_steps=400, patience=6),
     # 8 sizes over 2.1 decades, 3 seeds (docs/sweeps.md#data_scaling has its measured time); patience spans
     # 500 steps, so a Transformer's flat phase before it learns locality does not end the run, and the cap's
     # floor is twice that, so a small run's plateau shows before the cap does
