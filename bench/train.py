@@ -279,8 +279,9 @@ class _Watch:
         if loss_progress:
             self.best = loss
         if self.cfg.select_accuracy:
-            progress = loss_progress or acc >= self.progress_acc + self.cfg.min_delta_acc
-            if acc >= self.progress_acc + self.cfg.min_delta_acc:
+            acc_progress = acc >= self.progress_acc + self.cfg.min_delta_acc
+            progress = loss_progress or acc_progress
+            if acc_progress:
                 self.progress_acc = acc
             if acc > self.best_acc:
                 self.best_acc, self.best_step = acc, step

@@ -151,11 +151,10 @@ def crossover_ci(rows: pd.DataFrame, metric: str, base: str, seed: int = 0) -> d
             f"fitted_crossover_hi_vs_{base}": hi, f"crossover_resamples_vs_{base}": f"{len(found)}/{N_RESAMPLES}"}
 
 
-def _crossovers(rows: pd.DataFrame, metric: str, bases: list[str],
-                laws: dict[str, str] | None = None) -> dict[str, Any]:
+def _crossovers(rows: pd.DataFrame, metric: str, bases: list[str], missed: set[str]) -> dict[str, Any]:
     """For the reference model: the measured crossover size with each baseline (interpolated in log-log within
-    the sizes; NaN: none) and the fitted one with its CI (``crossover_ci``); none fitted where either model's
-    ``law_status`` (``laws``: model -> status) says its law misses the data."""
+    the sizes; NaN: none) and the fitted one with its CI (``crossover_ci``); none fitted where either model is
+    in ``missed`` (its law misses the data, ``misfit``)."""
     out: dict[str, Any] = {}
     if REFERENCE not in set(rows["model"]):
         return out
@@ -164,7 +163,7 @@ def _crossovers(rows: pd.DataFrame, metric: str, bases: list[str],
         pair = means[[REFERENCE, base]].dropna().clip(lower=1e-4)  # errors of 0 would break the log ratio
         at = crossover(pair.index, pair[REFERENCE], pair[base]) if len(pair) >= 2 else None
         out[f"crossover_vs_{base}"] = math.nan if at is None else at
-        if laws is not None and any(MISSES in laws[m] for m in (REFERENCE, base)):  # curves that miss the data
+        if {REFERENCE, base} & missed:
             out.update({f"{k}_vs_{base}": math.nan for k in ("fitted_crossover", "fitted_crossover_lo",
                                                               "fitted_crossover_hi")})
             out[f"crossover_resamples_vs_{base}"] = "none: a law misses the data"
@@ -198,7 +197,8 @@ def _task_rows(task: str, rows: pd.DataFrame, target: float) -> list[dict[str, A
     metric, bases = FIT_METRIC[task], baselines(rows)
     laws = {m: fitted_law(g, metric) for m, g in rows.groupby("model", sort=True)}
     out = [_fit_row(task, m, g, laws[m], target, m in bases) for m, g in rows.groupby("model", sort=True)]
-    cross = _crossovers(rows, metric, sorted(m for m in laws if m in bases), {r["model"]: r["fit"] for r in out})
+    missed = {r["model"] for r in out if MISSES in r["fit"]}
+    cross = _crossovers(rows, metric, sorted(m for m in laws if m in bases), missed)
     return [{**r, **cross} if r["model"] == REFERENCE else r for r in out]
 
 

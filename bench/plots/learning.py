@@ -51,8 +51,8 @@ def trivial_lines(ax, rows: pd.DataFrame) -> None:
 
 def learning_panel(ax, rows: pd.DataFrame, task: str) -> None:
     """Per model: every seed's point (hollow: censored), the median over seeds as a line, and the fitted power
-    law (dotted, over the measured sizes only, and only where it is a fit that follows the seeds); baselines in black and grey with
-    their own markers; the trivial rules as thin grey lines."""
+    law (dotted, over the measured sizes only, and only where it is a fit that follows the seeds); baselines in
+    black and grey with their own markers; the trivial rules as thin grey lines."""
     metric, bases = learning.FIT_METRIC[task], learning.baselines(rows)
     task_rows = rows[rows["task"] == task]
     for model, g in task_rows.groupby("model", sort=True):

@@ -75,7 +75,7 @@ class Config(TaskPoolConfig):
     tasks: tuple[str, ...] = ("local_motif", "text_kind")  # local_motif | text_kind | text_bytes
     models: tuple[str, ...] = ("transformer", "pretrained", "cnn_baseline", "gru_baseline")  # keys of MODELS
     sizes: tuple[int, ...] = (64, 256, 1024)  # labelled training examples (windows for text_bytes), nested
-    # training to convergence: cap = clamp(epochs · n / batch_size, min_steps, max_steps), plateau stop on val loss
+    # training to convergence: cap = clamp(epochs · n / batch_size, min_steps, max_steps), then a plateau stop
     epochs: float = 30.0  # passes over the n examples the step cap allows
     min_steps: int = 250  # the cap's floor: above patience × eval_every, so a plateau, not the cap, ends small runs
     max_steps: int = 600  # the cap's ceiling; a run that reaches it still improving is censored
@@ -121,7 +121,7 @@ class Config(TaskPoolConfig):
             task_config(self, name).validate()
 
     def _validate_numbers(self) -> None:
-        train_config(self, seed=0, n_train=max(self.sizes)).validate()
+        train_config(self, seed=0, n_train=max(self.sizes), task=self.tasks[0]).validate()
         require_positive(self, ("epochs", "min_steps", "max_steps", "pretrain_steps", "pretrain_windows",
                                 "d_model", "n_layers", "n_heads", "kernel", "window"))
         if self.min_steps > self.max_steps:
@@ -169,7 +169,7 @@ def task_config(cfg: Config | Case, task: str) -> Any:
     return tasks.get(task).Config(**{f: _field(cfg, mine) for f, mine in TASK_FIELDS[task].items()})
 
 
-def train_config(cfg: Config | Case, seed: int, n_train: int, task: str = "local_motif") -> TrainConfig:
+def train_config(cfg: Config | Case, seed: int, n_train: int, task: str) -> TrainConfig:
     """The TrainConfig of one case: the data-scaled step cap, the plateau stop, no stop short of a perfect val
     score, a constant learning rate after warm-up (so the cap does not reshape the schedule); a classifier keeps
     its best-val-accuracy weights (text_bytes, scored in bits per byte, its best val loss)."""
